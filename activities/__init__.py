@@ -1,0 +1,1 @@
+"""Side effects of incident workflows, run by the worker."""

@@ -1,0 +1,1 @@
+"""The event contract and the Kafka side of gridflow."""

@@ -1,0 +1,1 @@
+"""gridflow: civic incident escalation on Kafka and Temporal."""

@@ -1,0 +1,31 @@
+"""Escalation rules: the model, durations, and loading rules files."""
+
+from gridflow.rules.durations import Duration, format_duration, parse_duration
+from gridflow.rules.loader import RulesFileError, RulesSource, builtin_rule_set, load_rule_set, parse_rule_set
+from gridflow.rules.model import (
+    FeedbackPolicy,
+    LevelLimits,
+    Match,
+    OnUnsatisfied,
+    Rule,
+    RuleSet,
+    RuleSnapshot,
+)
+
+__all__ = [
+    "Duration",
+    "FeedbackPolicy",
+    "LevelLimits",
+    "Match",
+    "OnUnsatisfied",
+    "Rule",
+    "RuleSet",
+    "RuleSnapshot",
+    "RulesFileError",
+    "RulesSource",
+    "builtin_rule_set",
+    "format_duration",
+    "load_rule_set",
+    "parse_rule_set",
+    "parse_duration",
+]

@@ -1,0 +1,59 @@
+"""Durations as rule authors write them: `90s`, `15m`, `2h`, `5d`, or combined like `1h30m`."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BeforeValidator, PlainSerializer, WithJsonSchema
+
+_PATTERN = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
+_JSON_PATTERN = r"^(\d+d)?(\d+h)?(\d+m)?(\d+s)?$"
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse a duration such as `90s`, `15m`, `2h`, `5d` or `1d12h`; raise ValueError otherwise."""
+    match = _PATTERN.match(text.strip()) if isinstance(text, str) else None
+    if not text or match is None or not any(match.groupdict().values()):
+        raise ValueError(f"{text!r} is not a duration (write e.g. 90s, 15m, 2h, 5d or 1h30m)")
+    parts = {key: int(value) for key, value in match.groupdict().items() if value}
+    return timedelta(
+        days=parts.get("d", 0), hours=parts.get("h", 0), minutes=parts.get("m", 0), seconds=parts.get("s", 0)
+    )
+
+
+def format_duration(value: timedelta) -> str:
+    """Write a duration the way `parse_duration` reads it, largest units first (`1h30m`)."""
+    total = int(value.total_seconds())
+    if total <= 0:
+        return "0s"
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    units = (("d", days), ("h", hours), ("m", minutes), ("s", seconds))
+    return "".join(f"{amount}{unit}" for unit, amount in units if amount)
+
+
+def _coerce(value: Any) -> Any:
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, str):
+        return parse_duration(value)
+    raise ValueError(f"{value!r} is not a duration (write e.g. 90s, 15m, 2h, 5d or 1h30m)")
+
+
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("a duration must be longer than zero")
+    return value
+
+
+#: A positive duration field of a rule: read from text, written back as text.
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_coerce),
+    AfterValidator(_positive),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": _JSON_PATTERN, "examples": ["90s", "15m", "2h", "5d"]}),
+]

@@ -1,0 +1,44 @@
+"""Connecting to Temporal the one way gridflow does: pydantic payloads, search attributes registered."""
+
+from __future__ import annotations
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError, RPCStatusCode
+
+from gridflow.settings import Settings
+from workflows import search_attributes
+
+
+async def connect(settings: Settings) -> Client:
+    """A Temporal client for gridflow's namespace, speaking pydantic models."""
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+    )
+
+
+async def register_search_attributes(client: Client, namespace: str) -> list[str]:
+    """Register gridflow's search attributes where they are missing; return the names added."""
+    try:
+        existing = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=namespace)
+        )
+        known = set(existing.custom_attributes) | set(existing.system_attributes)
+    except RPCError as exc:
+        # The time-skipping test server can add search attributes but not list them.
+        if exc.status is not RPCStatusCode.UNIMPLEMENTED:
+            raise
+        known = set()
+    missing = {key.name for key in search_attributes.ALL} - known
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=namespace,
+                search_attributes={name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for name in missing},
+            )
+        )
+    return sorted(missing)

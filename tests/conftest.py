@@ -1,0 +1,54 @@
+"""Shared fixtures: one time-skipping Temporal test server per session, a real worker per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from gridflow.binaries import find_binary
+from gridflow.incident import Incident, Location, Priority, Reporter
+from gridflow.temporal import register_search_attributes
+
+
+@pytest.fixture(scope="session")
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The Java time-skipping test server: long SLA timers pass in milliseconds."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=find_binary("temporal-test-server"),
+    )
+    await register_search_attributes(env.client, env.client.namespace)
+    async with env:
+        yield env
+
+
+def make_incident(
+    *,
+    priority: Priority = Priority.NORMAL,
+    category: str = "street_lamp",
+    district: str = "d-huangpu",
+    city: str | None = "c-shanghai",
+    incident_id: str | None = None,
+) -> Incident:
+    """A realistic reported incident with a fresh id."""
+    return Incident(
+        incident_id=incident_id or f"inc-{uuid.uuid4().hex[:12]}",
+        category=category,
+        title="Street lamp dark at the corner of Nanjing Road",
+        description="The lamp has been out for three nights.",
+        priority=priority,
+        location=Location(
+            grid_id="g-nanjing-07",
+            street_id="s-nanjing-east",
+            district_id=district,
+            city_id=city,
+            address="Nanjing East Road 100",
+        ),
+        reported_at=datetime(2026, 11, 23, 8, 0, tzinfo=UTC),
+        reporter=Reporter(name="Li Wei", phone="+86 138 0000 0000", channel="app"),
+    )

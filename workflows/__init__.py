@@ -1,0 +1,1 @@
+"""Deterministic workflow code: the incident workflow and the data it carries."""
