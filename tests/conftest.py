@@ -27,6 +27,20 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
         yield env
 
 
+@pytest.fixture(scope="session")
+async def dev_server_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A real Temporal dev server (the `temporal` CLI of the servers extra), in memory."""
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=find_binary("temporal"),
+        dev_server_log_level="error",
+        ui=False,
+    )
+    await register_search_attributes(env.client, env.client.namespace)
+    async with env:
+        yield env
+
+
 def make_incident(
     *,
     priority: Priority = Priority.NORMAL,

@@ -173,7 +173,7 @@ class IncidentWorkflow:
                 self._escalate(reason)
                 return
         if (cap := state.pause_cap_at()) is not None and cap <= now:
-            self._end_pause()
+            self._end_pause(until=cap)
             self._record(StepKind.RESUMED, reason="pause_cap_reached", deadline=state.resolve_deadline)
             return
         if state.status is Status.RESOLVED and state.feedback_deadline and state.feedback_deadline <= now:
@@ -254,11 +254,12 @@ class IncidentWorkflow:
         self._record(StepKind.ESCALATED, reason=reason.value, from_level=from_level, to_level=to_level)
         self._dispatch(state.level_index + 1)
 
-    def _end_pause(self) -> None:
+    def _end_pause(self, until: datetime | None = None) -> None:
+        """Restart the resolve clock; the pause counts up to `until` (now, or when the allowance ran out)."""
         state = self._state
         clock = state.resolve_clock
         assert clock is not None and clock.paused_since is not None
-        paused = workflow.now() - clock.paused_since
+        paused = (until or workflow.now()) - clock.paused_since
         clock.paused_for += paused
         state.paused_total += paused
         clock.paused_since = None

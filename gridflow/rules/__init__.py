@@ -26,6 +26,6 @@ __all__ = [
     "builtin_rule_set",
     "format_duration",
     "load_rule_set",
-    "parse_rule_set",
     "parse_duration",
+    "parse_rule_set",
 ]

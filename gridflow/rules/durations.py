@@ -18,9 +18,15 @@ def parse_duration(text: str) -> timedelta:
     if not text or match is None or not any(match.groupdict().values()):
         raise ValueError(f"{text!r} is not a duration (write e.g. 90s, 15m, 2h, 5d or 1h30m)")
     parts = {key: int(value) for key, value in match.groupdict().items() if value}
-    return timedelta(
-        days=parts.get("d", 0), hours=parts.get("h", 0), minutes=parts.get("m", 0), seconds=parts.get("s", 0)
-    )
+    try:
+        return timedelta(
+            days=parts.get("d", 0),
+            hours=parts.get("h", 0),
+            minutes=parts.get("m", 0),
+            seconds=parts.get("s", 0),
+        )
+    except OverflowError as exc:
+        raise ValueError(f"{text!r} is too long a duration") from exc
 
 
 def format_duration(value: timedelta) -> str:

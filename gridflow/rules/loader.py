@@ -80,6 +80,8 @@ def load_rule_set(path: str | Path) -> RuleSet:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RulesFileError(str(path), [f"cannot be read: {exc.strerror or exc}"]) from exc
+    except UnicodeDecodeError as exc:
+        raise RulesFileError(str(path), [f"is not UTF-8 text: {exc}"]) from exc
     return parse_rule_set(text, str(path))
 
 
@@ -101,8 +103,9 @@ class RulesSource:
         self._lock = threading.Lock()
         self._stamp: tuple[int, int] | None = None
         # Refuse to start on a broken file: there is no last good version yet.
-        self._rules = load_rule_set(self._path) if self._path else builtin_rule_set(builtin)
+        # Stamp first, then read: a change made while reading is seen on the next look.
         self._stamp = self._file_stamp()
+        self._rules = load_rule_set(self._path) if self._path else builtin_rule_set(builtin)
 
     @property
     def path(self) -> Path | None:

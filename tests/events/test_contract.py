@@ -1,0 +1,228 @@
+"""The inbound contract: its types, the models of their data, and the commands they become."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from events import contract
+from events.contract import (
+    DATA_MODELS,
+    INBOUND_TYPES,
+    AcceptedData,
+    EscalationRequestedData,
+    FeedbackData,
+    LifecycleData,
+    PausedData,
+    ProgressData,
+    ResolvedData,
+    ResumedData,
+    WithdrawnData,
+    event_type_of,
+    to_command,
+    validate_data,
+)
+from events.errors import EventRejected
+from gridflow.incident import Incident, Rating
+from tests.events.samples import INCIDENT_ID, UNIT_ID, sample_data
+from workflows.commands import (
+    Accept,
+    EscalationRequestReason,
+    Feedback,
+    LifecycleCommand,
+    Pause,
+    Progress,
+    RequestEscalation,
+    Resolve,
+    Resume,
+    Withdraw,
+)
+
+AT = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
+
+
+def test_the_contract_knows_the_nine_types_of_the_product_table() -> None:
+    assert INBOUND_TYPES == (
+        "gridflow.incident.reported.v1",
+        "gridflow.incident.accepted.v1",
+        "gridflow.incident.progress.v1",
+        "gridflow.incident.escalation_requested.v1",
+        "gridflow.incident.paused.v1",
+        "gridflow.incident.resumed.v1",
+        "gridflow.incident.resolved.v1",
+        "gridflow.incident.feedback.v1",
+        "gridflow.incident.withdrawn.v1",
+    )
+    assert INBOUND_TYPES[1:] == contract.LIFECYCLE_TYPES
+
+
+def test_reported_data_is_the_incident_model_itself() -> None:
+    assert DATA_MODELS[contract.REPORTED] is Incident
+    assert contract.ReportedData is Incident
+
+
+@pytest.mark.parametrize("event_type", INBOUND_TYPES)
+def test_every_data_model_forbids_unknown_fields(event_type: str) -> None:
+    assert DATA_MODELS[event_type].model_config.get("extra") == "forbid"
+    with pytest.raises(EventRejected) as caught:
+        validate_data(event_type, {**sample_data(event_type), "surprise": 1})
+    assert caught.value.error_type == "invalid_data"
+    assert "data.surprise: Extra inputs are not permitted" in caught.value.message
+
+
+@pytest.mark.parametrize("event_type", INBOUND_TYPES)
+def test_sample_data_of_every_type_validates_and_knows_its_type(event_type: str) -> None:
+    data = validate_data(event_type, sample_data(event_type))
+    assert isinstance(data, DATA_MODELS[event_type])
+    assert data.incident_id == INCIDENT_ID
+    assert event_type_of(data) == event_type
+
+
+@pytest.mark.parametrize(
+    ("data", "command"),
+    [
+        (
+            AcceptedData(incident_id=INCIDENT_ID, unit_id=UNIT_ID, handler="Zhang San", at=AT),
+            Accept(unit_id=UNIT_ID, handler="Zhang San", at=AT),
+        ),
+        (
+            ProgressData(incident_id=INCIDENT_ID, unit_id=UNIT_ID, note="on the way", at=AT),
+            Progress(unit_id=UNIT_ID, note="on the way", at=AT),
+        ),
+        (
+            EscalationRequestedData(
+                incident_id=INCIDENT_ID, unit_id=UNIT_ID, reason=EscalationRequestReason.REQUESTED, note="n"
+            ),
+            RequestEscalation(unit_id=UNIT_ID, reason=EscalationRequestReason.REQUESTED, note="n"),
+        ),
+        (
+            PausedData(incident_id=INCIDENT_ID, unit_id=UNIT_ID, reason="weather", at=AT),
+            Pause(unit_id=UNIT_ID, reason="weather", at=AT),
+        ),
+        (
+            ResumedData(incident_id=INCIDENT_ID, unit_id=UNIT_ID, reason="parts arrived", at=AT),
+            Resume(unit_id=UNIT_ID, at=AT),
+        ),
+        (
+            ResolvedData(incident_id=INCIDENT_ID, unit_id=UNIT_ID, resolution="Lamp replaced.", at=AT),
+            Resolve(unit_id=UNIT_ID, resolution="Lamp replaced.", at=AT),
+        ),
+        (
+            FeedbackData(incident_id=INCIDENT_ID, rating=Rating.UNSATISFIED, comment="still dark", at=AT),
+            Feedback(rating=Rating.UNSATISFIED, comment="still dark", at=AT),
+        ),
+        (
+            WithdrawnData(incident_id=INCIDENT_ID, reason="duplicate"),
+            Withdraw(reason="duplicate"),
+        ),
+    ],
+    ids=lambda value: type(value).__name__,
+)
+def test_lifecycle_data_becomes_the_matching_workflow_command(
+    data: LifecycleData, command: LifecycleCommand
+) -> None:
+    assert to_command(data) == command
+
+
+_COMMAND_OF: dict[type[BaseModel], type[BaseModel]] = {
+    AcceptedData: Accept,
+    ProgressData: Progress,
+    EscalationRequestedData: RequestEscalation,
+    PausedData: Pause,
+    ResumedData: Resume,
+    ResolvedData: Resolve,
+    FeedbackData: Feedback,
+    WithdrawnData: Withdraw,
+}
+
+
+def _property(model: type[BaseModel], name: str) -> dict[str, Any]:
+    schema: dict[str, Any] = model.model_json_schema()["properties"][name]
+    schema.pop("title", None)
+    return schema
+
+
+@pytest.mark.parametrize("data_model", list(_COMMAND_OF), ids=lambda model: model.__name__)
+def test_lifecycle_data_accepts_exactly_what_its_command_accepts(data_model: type[BaseModel]) -> None:
+    command = _COMMAND_OF[data_model]
+    assert set(command.model_fields) <= set(data_model.model_fields)
+    for name in command.model_fields:
+        if name != "at":  # the event insists on a time zone; the command takes what the event gives
+            assert _property(data_model, name) == _property(command, name), name
+
+
+@pytest.mark.parametrize("event_type", contract.LIFECYCLE_TYPES)
+def test_every_lifecycle_type_maps_to_a_command(event_type: str) -> None:
+    data = validate_data(event_type, sample_data(event_type))
+    assert not isinstance(data, Incident)
+    command = to_command(data)
+    assert isinstance(command, _COMMAND_OF[type(data)])
+    assert command.at == datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "at",
+    [
+        "2026-11-23T09:30:00",  # no zone
+        "2026-11-23T09:30Z",  # no seconds
+        "2026-11-23T09:30:00+0800",  # zone without colon
+        "2026-11-23",
+        1795000000,  # a Unix time
+    ],
+)
+def test_lifecycle_times_must_be_rfc3339_with_a_zone(at: object) -> None:
+    with pytest.raises(EventRejected) as caught:
+        validate_data(contract.ACCEPTED, {**sample_data(contract.ACCEPTED), "at": at})
+    assert caught.value.error_type == "invalid_data"
+    assert caught.value.message.startswith("data.at: ")
+
+
+def test_reported_at_must_be_rfc3339_with_a_zone_too() -> None:
+    with pytest.raises(EventRejected) as caught:
+        validate_data(contract.REPORTED, {**sample_data(contract.REPORTED), "reported_at": 1795000000})
+    assert caught.value.message.startswith("data.reported_at: ")
+    with pytest.raises(EventRejected) as caught:
+        validate_data(
+            contract.REPORTED, {**sample_data(contract.REPORTED), "reported_at": "2026-11-23T08:00"}
+        )
+    assert caught.value.message.startswith("data.reported_at: ")
+
+
+def test_validation_is_strict_about_json_types() -> None:
+    data = sample_data(contract.REPORTED)
+    data["location"] = {**data["location"], "lat": "31.2"}
+    with pytest.raises(EventRejected) as caught:
+        validate_data(contract.REPORTED, data)
+    assert caught.value.message == "data.location.lat: Input should be a valid number"
+
+
+def test_invalid_data_lists_every_field_path_and_problem_without_the_input() -> None:
+    data = sample_data(contract.REPORTED)
+    data["priority"] = "whenever"
+    data["location"] = {"street_id": "s-1", "district_id": "d-1"}
+    data["reporter"] = {"name": "Li Wei", "phone": "x" * 60}
+    with pytest.raises(EventRejected) as caught:
+        validate_data(contract.REPORTED, data)
+    problems = caught.value.message.split("; ")
+    assert "data.location.grid_id: Field required" in problems
+    assert "data.priority: Input should be 'low', 'normal', 'high' or 'urgent'" in problems
+    assert "data.reporter.phone: String should have at most 50 characters" in problems
+    assert "x" * 60 not in caught.value.message
+
+
+def test_escalation_request_reason_is_requested_or_not_responsible() -> None:
+    assert EscalationRequestedData.model_fields["reason"].annotation is EscalationRequestReason
+    with pytest.raises(EventRejected) as caught:
+        validate_data(
+            contract.ESCALATION_REQUESTED, {"incident_id": INCIDENT_ID, "unit_id": UNIT_ID, "reason": "bored"}
+        )
+    assert caught.value.message == "data.reason: Input should be 'requested' or 'not_responsible'"
+
+
+def test_an_unknown_type_is_rejected_as_such() -> None:
+    with pytest.raises(EventRejected) as caught:
+        validate_data("gridflow.incident.teleported.v1", {"incident_id": INCIDENT_ID})
+    assert caught.value.error_type == "unknown_type"

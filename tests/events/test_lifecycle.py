@@ -1,0 +1,157 @@
+"""Outbound lifecycle events: one structured CloudEvent per step, with ids a retry repeats."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from events.cloudevents import load_json, parse_time
+from events.lifecycle import LIFECYCLE_SOURCE, StepEventData, step_event_id, step_event_type, step_events
+from gridflow.incident import Outcome, Priority, Status
+from workflows.state import ClockKind, Step, StepBatch, StepKind
+
+T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+
+
+def batch(*steps: Step, incident_id: str = "inc-7") -> StepBatch:
+    return StepBatch(
+        incident_id=incident_id,
+        category="street_lamp",
+        priority=Priority.HIGH,
+        district_id="d-huangpu",
+        rule_name="street-lamps-high",
+        rules_version="sha256:0f3a",
+        steps=list(steps),
+    )
+
+
+STEPS = [
+    Step(seq=1, kind=StepKind.REPORTED, at=T0, status=Status.REPORTED),
+    Step(
+        seq=2,
+        kind=StepKind.DISPATCHED,
+        at=T0,
+        level="grid",
+        unit_id="g-nanjing-07",
+        status=Status.DISPATCHED,
+        clock=ClockKind.ACCEPT,
+        deadline=T0 + timedelta(hours=2),
+    ),
+    Step(
+        seq=3,
+        kind=StepKind.SLA_WARNING,
+        at=T0 + timedelta(minutes=90),
+        status=Status.DISPATCHED,
+        clock=ClockKind.ACCEPT,
+        fraction=0.75,
+    ),
+    Step(
+        seq=4,
+        kind=StepKind.ESCALATED,
+        at=T0 + timedelta(hours=2),
+        status=Status.DISPATCHED,
+        reason="accept_timeout",
+        from_level="grid",
+        to_level="street",
+    ),
+    Step(
+        seq=5,
+        kind=StepKind.CLOSED,
+        at=T0 + timedelta(days=3),
+        status=Status.CLOSED,
+        outcome=Outcome.WITHDRAWN,
+    ),
+]
+
+
+def envelope(value: bytes) -> dict[str, Any]:
+    document = load_json(value)
+    assert isinstance(document, dict)
+    return document
+
+
+def test_one_structured_event_per_step_keyed_by_incident_id() -> None:
+    messages = step_events(batch(*STEPS))
+    assert len(messages) == len(STEPS)
+    for key, _, headers in messages:
+        assert key == b"inc-7"
+        assert headers == [("content-type", b"application/cloudevents+json; charset=utf-8")]
+
+
+def test_types_follow_the_step_kind() -> None:
+    types = [envelope(value)["type"] for _, value, _ in step_events(batch(*STEPS))]
+    assert types == [
+        "gridflow.incident.reported.v1",
+        "gridflow.incident.dispatched.v1",
+        "gridflow.incident.sla_warning.v1",
+        "gridflow.incident.escalated.v1",
+        "gridflow.incident.closed.v1",
+    ]
+    assert all(step_event_type(kind) == f"gridflow.incident.{kind.value}.v1" for kind in StepKind)
+
+
+def test_ids_are_incident_and_seq_so_a_retry_publishes_the_same_events() -> None:
+    first = step_events(batch(*STEPS))
+    retried = step_events(batch(*STEPS))
+    assert [envelope(value)["id"] for _, value, _ in first] == [f"inc-7:{seq}" for seq in range(1, 6)]
+    assert first == retried  # same ids, same bytes
+    assert step_event_id("inc-7", 12) == "inc-7:12"
+    later = step_events(batch(*STEPS[3:]))
+    assert [envelope(value)["id"] for _, value, _ in later] == ["inc-7:4", "inc-7:5"]
+
+
+def test_envelope_attributes() -> None:
+    _, value, _ = step_events(batch(STEPS[2]))[0]
+    document = envelope(value)
+    assert document["specversion"] == "1.0"
+    assert document["source"] == LIFECYCLE_SOURCE == "gridflow/incident-workflow"
+    assert document["subject"] == "inc-7"
+    assert document["datacontenttype"] == "application/json"
+    assert document["time"] == "2026-11-23T09:30:00Z"
+    assert parse_time(document["time"]) == STEPS[2].at
+
+
+def test_data_is_the_step_with_its_incident_context() -> None:
+    _, value, _ = step_events(batch(STEPS[1]))[0]
+    data = envelope(value)["data"]
+    assert data == {
+        "seq": 2,
+        "kind": "dispatched",
+        "at": "2026-11-23T08:00:00Z",
+        "level": "grid",
+        "unit_id": "g-nanjing-07",
+        "status": "dispatched",
+        "reason": None,
+        "note": None,
+        "clock": "accept",
+        "fraction": None,
+        "deadline": "2026-11-23T10:00:00Z",
+        "within_limit": None,
+        "from_level": None,
+        "to_level": None,
+        "rating": None,
+        "outcome": None,
+        "event_at": None,
+        "incident_id": "inc-7",
+        "category": "street_lamp",
+        "priority": "high",
+        "district_id": "d-huangpu",
+        "rule_name": "street-lamps-high",
+        "rules_version": "sha256:0f3a",
+    }
+    assert StepEventData.model_validate(data).kind is StepKind.DISPATCHED
+
+
+def test_every_step_field_is_published() -> None:
+    assert set(Step.model_fields) < set(StepEventData.model_fields)
+
+
+def test_the_report_itself_is_not_published() -> None:
+    report_fields = {"reporter", "title", "description", "location", "reported_at"}
+    assert not report_fields & set(StepEventData.model_fields)
+    for _, value, _ in step_events(batch(*STEPS)):
+        assert not report_fields & set(envelope(value)["data"])
+
+
+def test_an_empty_batch_publishes_nothing() -> None:
+    assert step_events(batch()) == []
