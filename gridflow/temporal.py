@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
-from temporalio.client import Client
+from temporalio.client import Client, TLSConfig
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -12,13 +14,35 @@ from gridflow.settings import Settings
 from workflows import search_attributes
 
 
-async def connect(settings: Settings) -> Client:
-    """A Temporal client for gridflow's namespace, speaking pydantic models."""
+async def connect(settings: Settings, *, lazy: bool = False) -> Client:
+    """A Temporal client for gridflow's namespace, speaking pydantic models.
+
+    `lazy` connects on first use, so a process can start while Temporal is still down.
+    """
+    tls: TLSConfig | bool = False
+    if (
+        settings.temporal_tls
+        or settings.temporal_tls_ca
+        or settings.temporal_tls_cert
+        or settings.temporal_api_key
+    ):
+        tls = TLSConfig(
+            server_root_ca_cert=_read(settings.temporal_tls_ca),
+            client_cert=_read(settings.temporal_tls_cert),
+            client_private_key=_read(settings.temporal_tls_key),
+        )
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
+        tls=tls,
+        api_key=settings.temporal_api_key,
+        lazy=lazy,
     )
+
+
+def _read(path: str | None) -> bytes | None:
+    return Path(path).read_bytes() if path else None
 
 
 async def register_search_attributes(client: Client, namespace: str) -> list[str]:

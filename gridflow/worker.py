@@ -11,7 +11,9 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.incident import IncidentActivities
+from activities.kafka_sink import KafkaStepSink
 from activities.sinks import LogSink, StepSink
+from events.kafka import ensure_topics, make_producer
 from gridflow.rules.loader import RulesSource
 from gridflow.settings import Settings
 from gridflow.temporal import connect
@@ -37,7 +39,11 @@ async def run_worker(settings: Settings, rules: RulesSource | None = None) -> No
     """Run a worker until SIGINT or SIGTERM, then finish in-flight tasks and stop."""
     client = await connect(settings)
     rules = rules or RulesSource(settings.rules_file)
-    worker = build_worker(client, settings.task_queue, rules)
+    await asyncio.to_thread(ensure_topics, settings, [settings.events_topic])
+    producer = await asyncio.to_thread(make_producer, settings)
+    worker = build_worker(
+        client, settings.task_queue, rules, [LogSink(), KafkaStepSink(producer, settings.events_topic)]
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -50,6 +56,9 @@ async def run_worker(settings: Settings, rules: RulesSource | None = None) -> No
         rules_file=str(rules.path) if rules.path else "<built-in>",
         rules_version=rules.current().version,
     )
-    async with worker:
-        await stop.wait()
-        log.info("worker stopping")
+    try:
+        async with worker:
+            await stop.wait()
+            log.info("worker stopping")
+    finally:
+        await asyncio.to_thread(producer.close, 10)
