@@ -12,6 +12,7 @@ from temporalio.worker import Worker
 
 from activities.incident import IncidentActivities
 from activities.kafka_sink import KafkaStepSink
+from activities.metrics import LIFECYCLE, LifecycleMetrics, MetricsSink
 from activities.sinks import LogSink, StepSink
 from events.kafka import ensure_topics, make_producer
 from gridflow.rules.loader import RulesSource
@@ -23,10 +24,20 @@ log = structlog.get_logger(__name__)
 
 
 def build_worker(
-    client: Client, task_queue: str, rules: RulesSource, sinks: Sequence[StepSink] | None = None
+    client: Client,
+    task_queue: str,
+    rules: RulesSource,
+    sinks: Sequence[StepSink] | None = None,
+    metrics: LifecycleMetrics | None = LIFECYCLE,
 ) -> Worker:
-    """A worker for incident workflows, matching rules from `rules` and publishing to `sinks`."""
-    activities = IncidentActivities(rules, sinks if sinks is not None else [LogSink()])
+    """A worker for incident workflows, matching rules from `rules` and publishing to `sinks`.
+
+    The metrics sink goes last, so a step is counted only once every other sink has taken it.
+    """
+    chosen: list[StepSink] = list(sinks) if sinks is not None else [LogSink()]
+    if metrics is not None:
+        chosen.append(MetricsSink(metrics))
+    activities = IncidentActivities(rules, chosen)
     return Worker(
         client,
         task_queue=task_queue,

@@ -369,6 +369,7 @@ class IncidentWorkflow:
         self._record(
             StepKind.ACCEPTED,
             within_limit=within,
+            elapsed=workflow.now() - state.accept_clock.started_at,
             deadline=state.resolve_clock.deadline,
             note=command.handler,
             event_at=command.at,
@@ -451,6 +452,7 @@ class IncidentWorkflow:
         self._record(
             StepKind.RESOLVED,
             within_limit=within,
+            elapsed=workflow.now() - state.timeline[0].at,
             note=command.resolution,
             deadline=state.feedback_deadline,
             event_at=command.at,

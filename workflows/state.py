@@ -94,6 +94,7 @@ class Step(BaseModel):
     to_level: str | None = None
     rating: Rating | None = None
     outcome: Outcome | None = None
+    elapsed: timedelta | None = None  # accepted: since dispatch at this level; resolved: since reported
     event_at: datetime | None = None  # when the upstream app says it happened, if it said
 
 

@@ -1,0 +1,163 @@
+"""Lifecycle metrics counted from published steps: exact under activity retries and workflow replays.
+
+Steps are counted in the publishing activity, after every other sink has taken them, and each
+(incident, seq) is counted once: a retried activity brings the same steps again and they are skipped,
+and a replayed workflow re-runs no activity at all. Labels are low-cardinality only (no incident,
+grid, unit or person).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from prometheus_client import Counter, Histogram
+
+from gridflow.incident import Outcome
+from workflows.state import Step, StepBatch, StepKind
+
+_BASE = ["category", "priority", "district", "rule"]
+_TIME_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 432000, 864000, 2592000)
+
+
+class LifecycleMetrics:
+    """The `gridflow_*` incident metrics of PRODUCT.md section 8."""
+
+    def __init__(self, remember: int = 200_000) -> None:
+        self._seen: OrderedDict[tuple[str, int], None] = OrderedDict()
+        self._remember = remember
+        self.received = Counter("gridflow_incidents_received_total", "Incidents reported.", _BASE)
+        self.dispatched = Counter(
+            "gridflow_incidents_dispatched_total", "Dispatches of an incident to a unit.", [*_BASE, "level"]
+        )
+        self.accepted = Counter(
+            "gridflow_incidents_accepted_total",
+            "Dispatches accepted, within the accept limit or after it (within_limit).",
+            [*_BASE, "level", "within_limit"],
+        )
+        self.escalated = Counter(
+            "gridflow_incidents_escalated_total",
+            "Escalations from one level to the next, by reason.",
+            [*_BASE, "from_level", "to_level", "reason"],
+        )
+        self.sla_warnings = Counter(
+            "gridflow_sla_warnings_total",
+            "SLA warnings given (at warn_at of a clock).",
+            [*_BASE, "level", "clock"],
+        )
+        self.sla_breaches = Counter(
+            "gridflow_sla_breaches_total", "SLA clocks that ran out.", [*_BASE, "level", "clock"]
+        )
+        self.overdue = Counter(
+            "gridflow_incidents_overdue_total",
+            "Incidents overdue at the top of their ladder.",
+            [*_BASE, "level"],
+        )
+        self.resolved = Counter(
+            "gridflow_incidents_resolved_total",
+            "Resolutions reported, within the resolve limit or after it.",
+            [*_BASE, "level", "within_limit"],
+        )
+        self.reopened = Counter(
+            "gridflow_incidents_reopened_total",
+            "Incidents reopened after an unsatisfied rating.",
+            [*_BASE, "level"],
+        )
+        self.feedback = Counter(
+            "gridflow_feedback_total", "Ratings given by residents.", [*_BASE, "level", "rating"]
+        )
+        self.closed = Counter(
+            "gridflow_incidents_closed_total",
+            "Incidents closed, by outcome and by the highest level they reached.",
+            [*_BASE, "level", "outcome"],
+        )
+        self.time_to_accept = Histogram(
+            "gridflow_time_to_accept_seconds",
+            "Time from dispatch to acceptance at a level.",
+            ["category", "priority", "level"],
+            buckets=_TIME_BUCKETS,
+        )
+        self.time_to_resolve = Histogram(
+            "gridflow_time_to_resolve_seconds",
+            "Time from report to resolution, by the level that resolved it.",
+            ["category", "priority", "level"],
+            buckets=_TIME_BUCKETS,
+        )
+
+    def _first_time(self, incident_id: str, seq: int) -> bool:
+        key = (incident_id, seq)
+        if key in self._seen:
+            return False
+        self._seen[key] = None
+        if len(self._seen) > self._remember:
+            self._seen.popitem(last=False)
+        return True
+
+    def observe(self, batch: StepBatch) -> None:
+        """Count the steps of a batch that have not been counted before."""
+        base = {
+            "category": batch.category,
+            "priority": batch.priority.value,
+            "district": batch.district_id,
+            "rule": batch.rule_name or "",
+        }
+        for step in batch.steps:
+            if self._first_time(batch.incident_id, step.seq):
+                self._count(step, base)
+
+    def _count(self, step: Step, base: dict[str, str]) -> None:
+        level = step.level or ""
+        kind = step.kind
+        if kind is StepKind.REPORTED:
+            self.received.labels(**base).inc()
+        elif kind is StepKind.DISPATCHED:
+            self.dispatched.labels(**base, level=level).inc()
+        elif kind is StepKind.ACCEPTED:
+            self.accepted.labels(**base, level=level, within_limit=_yes(step.within_limit)).inc()
+            if step.elapsed is not None:
+                self.time_to_accept.labels(base["category"], base["priority"], level).observe(
+                    step.elapsed.total_seconds()
+                )
+        elif kind is StepKind.ESCALATED:
+            self.escalated.labels(
+                **base,
+                from_level=step.from_level or "",
+                to_level=step.to_level or "",
+                reason=step.reason or "",
+            ).inc()
+        elif kind is StepKind.SLA_WARNING:
+            self.sla_warnings.labels(**base, level=level, clock=step.clock.value if step.clock else "").inc()
+        elif kind is StepKind.SLA_BREACHED:
+            self.sla_breaches.labels(**base, level=level, clock=step.clock.value if step.clock else "").inc()
+        elif kind is StepKind.OVERDUE:
+            self.overdue.labels(**base, level=level).inc()
+        elif kind is StepKind.RESOLVED:
+            self.resolved.labels(**base, level=level, within_limit=_yes(step.within_limit)).inc()
+            if step.elapsed is not None:
+                self.time_to_resolve.labels(base["category"], base["priority"], level).observe(
+                    step.elapsed.total_seconds()
+                )
+        elif kind is StepKind.REOPENED:
+            self.reopened.labels(**base, level=level).inc()
+        elif kind is StepKind.FEEDBACK:
+            self.feedback.labels(**base, level=level, rating=step.rating.value if step.rating else "").inc()
+        elif kind is StepKind.CLOSED:
+            outcome = step.outcome or Outcome.WITHDRAWN
+            self.closed.labels(**base, level=level, outcome=outcome.value).inc()
+
+
+def _yes(flag: bool | None) -> str:
+    return "true" if flag else "false"
+
+
+class MetricsSink:
+    """The step sink that counts; put it last so only steps every other sink took are counted."""
+
+    def __init__(self, metrics: LifecycleMetrics) -> None:
+        self._metrics = metrics
+
+    async def publish(self, batch: StepBatch) -> None:
+        """Count the batch's new steps."""
+        self._metrics.observe(batch)
+
+
+LIFECYCLE = LifecycleMetrics()
