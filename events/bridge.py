@@ -15,6 +15,7 @@ Guarantees, and how they are kept:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import threading
 import time
@@ -27,6 +28,7 @@ import structlog
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.structs import OffsetAndMetadata, TopicPartition
+from prometheus_client import start_http_server
 from temporalio.client import Client, WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -37,6 +39,7 @@ from events.metrics import BRIDGE
 from gridflow.incident import Incident
 from gridflow.incidents import command_was_applied, report_incident, send_command
 from gridflow.settings import Settings
+from gridflow.temporal import connect
 
 log = structlog.get_logger(__name__)
 
@@ -54,6 +57,7 @@ TRANSIENT = {
 }
 MAX_BACKOFF_SECONDS = 30.0
 COMMIT_INTERVAL_SECONDS = 0.2
+LAG_INTERVAL_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,7 @@ class Bridge:
         self._consumer: KafkaConsumer | None = None
         self._producer: KafkaProducer | None = None
         self.assigned: set[TopicPartition] = set()
+        self._committed: dict[TopicPartition, int] = {}
 
     async def _on_kafka(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -164,7 +169,7 @@ class Bridge:
             dlq=settings.dlq_topic,
             max_in_flight=settings.bridge_max_in_flight,
         )
-        last_commit = time.monotonic()
+        last_commit = last_lag = time.monotonic()
         try:
             while not stop.is_set():
                 batches = await self._on_kafka(consumer.poll, timeout_ms=200, max_records=500)
@@ -175,6 +180,9 @@ class Bridge:
                 if time.monotonic() - last_commit >= COMMIT_INTERVAL_SECONDS:
                     await self._commit()
                     last_commit = time.monotonic()
+                if time.monotonic() - last_lag >= LAG_INTERVAL_SECONDS:
+                    await self._on_kafka(self._measure_lag, consumer)
+                    last_lag = time.monotonic()
         finally:
             await self._shutdown()
 
@@ -224,9 +232,26 @@ class Bridge:
         if offsets and self._consumer is not None:
             await self._on_kafka(self._commit_now, offsets)
 
+    def _measure_lag(self, consumer: KafkaConsumer) -> None:
+        """Messages between the group's committed position and the end of each owned partition."""
+        owned = list(consumer.assignment())
+        if not owned:
+            return
+        try:
+            ends = consumer.end_offsets(owned)
+        except Exception as exc:  # the broker is unreachable: keep the last figures
+            log.warning("consumer lag not measured", error=str(exc))
+            return
+        for tp in owned:
+            done = self._committed.get(tp)
+            if done is None:
+                done = consumer.position(tp)
+            BRIDGE.consumer_lag.labels(partition=str(tp.partition)).set(max(ends[tp] - done, 0))
+
     def _commit_now(self, offsets: dict[TopicPartition, int]) -> None:
         assert self._consumer is not None
         self._consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()})
+        self._committed.update(offsets)
         log.debug("offsets committed", offsets={f"{tp.topic}/{tp.partition}": o for tp, o in offsets.items()})
 
     async def _shutdown(self) -> None:
@@ -376,6 +401,10 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
             except Exception as exc:  # the new owner re-reads; duplicates are absorbed
                 log.warning("commit on revoke failed", error=str(exc))
         bridge._tracker.forget(list(revoked))
+        for tp in revoked:
+            bridge._committed.pop(tp, None)
+            with contextlib.suppress(KeyError):  # another bridge reports this partition's lag now
+                BRIDGE.consumer_lag.remove(str(tp.partition))
         bridge.assigned -= set(revoked)
         bridge._paused = False
         log.info("partitions revoked", partitions=sorted(tp.partition for tp in revoked))
@@ -386,8 +415,8 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 async def run_bridge(settings: Settings, stop: asyncio.Event, client: Client | None = None) -> None:
-    """Run a bridge until `stop` is set (the `gridflow bridge` command and the dev stack use this)."""
-    from gridflow.temporal import connect
-
+    """Run a bridge until `stop` is set, serving its metrics (`gridflow bridge`, and the dev stack)."""
+    start_http_server(settings.metrics_port, addr=settings.metrics_host)
+    log.info("bridge metrics", url=f"http://{settings.metrics_host}:{settings.metrics_port}/metrics")
     client = client or await connect(settings, lazy=True)
     await Bridge(settings, client).run(stop)

@@ -36,6 +36,11 @@ class BridgeMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
         self.in_flight = Gauge("gridflow_bridge_in_flight_messages", "Messages taken and not yet finished.")
+        self.consumer_lag = Gauge(
+            "gridflow_bridge_consumer_lag",
+            "Messages between the group's committed offset and the end of a partition this bridge owns.",
+            ["partition"],
+        )
 
 
 BRIDGE = BridgeMetrics()

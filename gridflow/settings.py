@@ -65,7 +65,9 @@ class Settings:
     bridge_max_in_flight: int = 200  # GRIDFLOW_BRIDGE_MAX_IN_FLIGHT (Temporal calls at once)
     # Process
     rules_file: str | None = None  # GRIDFLOW_RULES_FILE (default: the built-in rules)
-    metrics_port: int = 9464  # GRIDFLOW_METRICS_PORT
+    metrics_port: int = 9464  # GRIDFLOW_METRICS_PORT (worker 9464; give the bridge its own, e.g. 9465)
+    metrics_host: str = "127.0.0.1"  # GRIDFLOW_METRICS_HOST (0.0.0.0 in a container)
+    sdk_metrics_port: int = 9466  # GRIDFLOW_SDK_METRICS_PORT (the Temporal SDK's worker metrics; 0 = off)
     log_format: str | None = None  # GRIDFLOW_LOG_FORMAT: console on a terminal, else json
     log_level: str = "info"  # GRIDFLOW_LOG_LEVEL
 
@@ -105,6 +107,8 @@ class Settings:
             bridge_max_in_flight=_int("GRIDFLOW_BRIDGE_MAX_IN_FLIGHT", d.bridge_max_in_flight),
             rules_file=_env("GRIDFLOW_RULES_FILE"),
             metrics_port=_int("GRIDFLOW_METRICS_PORT", d.metrics_port),
+            metrics_host=_env("GRIDFLOW_METRICS_HOST", d.metrics_host) or d.metrics_host,
+            sdk_metrics_port=_int("GRIDFLOW_SDK_METRICS_PORT", d.sdk_metrics_port),
             log_format=_env("GRIDFLOW_LOG_FORMAT"),
             log_level=_env("GRIDFLOW_LOG_LEVEL", d.log_level) or d.log_level,
         )

@@ -8,13 +8,27 @@ from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client, TLSConfig
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 
 from gridflow.settings import Settings
 from workflows import search_attributes
 
 
-async def connect(settings: Settings, *, lazy: bool = False) -> Client:
+def sdk_metrics_runtime(settings: Settings) -> Runtime:
+    """A Temporal runtime that serves the SDK's own worker metrics (slots, latencies, failures)."""
+    return Runtime(
+        telemetry=TelemetryConfig(
+            metrics=PrometheusConfig(
+                bind_address=f"{settings.metrics_host}:{settings.sdk_metrics_port}",
+                counters_total_suffix=True,
+                durations_as_seconds=True,
+            )
+        )
+    )
+
+
+async def connect(settings: Settings, *, lazy: bool = False, runtime: Runtime | None = None) -> Client:
     """A Temporal client for gridflow's namespace, speaking pydantic models.
 
     `lazy` connects on first use, so a process can start while Temporal is still down.
@@ -38,6 +52,7 @@ async def connect(settings: Settings, *, lazy: bool = False) -> Client:
         tls=tls,
         api_key=settings.temporal_api_key,
         lazy=lazy,
+        runtime=runtime,
     )
 
 

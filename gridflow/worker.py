@@ -7,6 +7,7 @@ import signal
 from collections.abc import Sequence
 
 import structlog
+from prometheus_client import start_http_server
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -15,9 +16,10 @@ from activities.kafka_sink import KafkaStepSink
 from activities.metrics import LIFECYCLE, LifecycleMetrics, MetricsSink
 from activities.sinks import LogSink, StepSink
 from events.kafka import ensure_topics, make_producer
+from gridflow.open_incidents import publish_open_incidents
 from gridflow.rules.loader import RulesSource
 from gridflow.settings import Settings
-from gridflow.temporal import connect
+from gridflow.temporal import connect, sdk_metrics_runtime
 from workflows.incident import IncidentWorkflow
 
 log = structlog.get_logger(__name__)
@@ -46,19 +48,19 @@ def build_worker(
     )
 
 
-async def run_worker(settings: Settings, rules: RulesSource | None = None) -> None:
-    """Run a worker until SIGINT or SIGTERM, then finish in-flight tasks and stop."""
-    client = await connect(settings)
+async def run_worker(settings: Settings, stop: asyncio.Event, rules: RulesSource | None = None) -> None:
+    """Run a production worker until `stop` is set: Kafka lifecycle events, metrics, open-incident gauge."""
+    runtime = sdk_metrics_runtime(settings) if settings.sdk_metrics_port else None
+    client = await connect(settings, runtime=runtime)
     rules = rules or RulesSource(settings.rules_file)
     await asyncio.to_thread(ensure_topics, settings, [settings.events_topic])
     producer = await asyncio.to_thread(make_producer, settings)
     worker = build_worker(
         client, settings.task_queue, rules, [LogSink(), KafkaStepSink(producer, settings.events_topic)]
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    start_http_server(settings.metrics_port, addr=settings.metrics_host)
+    levels = sorted({level for rule in rules.current().rules for level in rule.levels})
+    gauge = asyncio.create_task(publish_open_incidents(client, stop, levels=levels))
     log.info(
         "worker started",
         temporal=settings.temporal_address,
@@ -66,10 +68,22 @@ async def run_worker(settings: Settings, rules: RulesSource | None = None) -> No
         task_queue=settings.task_queue,
         rules_file=str(rules.path) if rules.path else "<built-in>",
         rules_version=rules.current().version,
+        metrics=f"http://{settings.metrics_host}:{settings.metrics_port}/metrics",
     )
     try:
         async with worker:
             await stop.wait()
-            log.info("worker stopping")
+            log.info("worker stopping: finishing in-flight tasks")
     finally:
+        await gauge
         await asyncio.to_thread(producer.close, 10)
+        log.info("worker stopped")
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM, for a clean stop."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop

@@ -131,6 +131,7 @@ def test_data_is_the_step_with_its_incident_context() -> None:
         "to_level": None,
         "rating": None,
         "outcome": None,
+        "elapsed": None,
         "event_at": None,
         "incident_id": "inc-7",
         "category": "street_lamp",
