@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
 from gridflow.incident import Outcome
 from workflows.state import Step, StepBatch, StepKind
@@ -22,65 +22,86 @@ _TIME_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 43
 class LifecycleMetrics:
     """The `gridflow_*` incident metrics of PRODUCT.md section 8."""
 
-    def __init__(self, remember: int = 200_000) -> None:
+    def __init__(self, remember: int = 200_000, registry: CollectorRegistry = REGISTRY) -> None:
         self._seen: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._remember = remember
-        self.received = Counter("gridflow_incidents_received_total", "Incidents reported.", _BASE)
+        self.registry = registry
+        self.received = Counter(
+            "gridflow_incidents_received_total", "Incidents reported.", _BASE, registry=registry
+        )
         self.dispatched = Counter(
-            "gridflow_incidents_dispatched_total", "Dispatches of an incident to a unit.", [*_BASE, "level"]
+            "gridflow_incidents_dispatched_total",
+            "Dispatches of an incident to a unit.",
+            [*_BASE, "level"],
+            registry=registry,
         )
         self.accepted = Counter(
             "gridflow_incidents_accepted_total",
             "Dispatches accepted, within the accept limit or after it (within_limit).",
             [*_BASE, "level", "within_limit"],
+            registry=registry,
         )
         self.escalated = Counter(
             "gridflow_incidents_escalated_total",
             "Escalations from one level to the next, by reason.",
             [*_BASE, "from_level", "to_level", "reason"],
+            registry=registry,
         )
         self.sla_warnings = Counter(
             "gridflow_sla_warnings_total",
             "SLA warnings given (at warn_at of a clock).",
             [*_BASE, "level", "clock"],
+            registry=registry,
         )
         self.sla_breaches = Counter(
-            "gridflow_sla_breaches_total", "SLA clocks that ran out.", [*_BASE, "level", "clock"]
+            "gridflow_sla_breaches_total",
+            "SLA clocks that ran out.",
+            [*_BASE, "level", "clock"],
+            registry=registry,
         )
         self.overdue = Counter(
             "gridflow_incidents_overdue_total",
             "Incidents overdue at the top of their ladder.",
             [*_BASE, "level"],
+            registry=registry,
         )
         self.resolved = Counter(
             "gridflow_incidents_resolved_total",
             "Resolutions reported, within the resolve limit or after it.",
             [*_BASE, "level", "within_limit"],
+            registry=registry,
         )
         self.reopened = Counter(
             "gridflow_incidents_reopened_total",
             "Incidents reopened after an unsatisfied rating.",
             [*_BASE, "level"],
+            registry=registry,
         )
         self.feedback = Counter(
-            "gridflow_feedback_total", "Ratings given by residents.", [*_BASE, "level", "rating"]
+            "gridflow_feedback_total",
+            "Ratings given by residents.",
+            [*_BASE, "level", "rating"],
+            registry=registry,
         )
         self.closed = Counter(
             "gridflow_incidents_closed_total",
             "Incidents closed, by outcome and by the highest level they reached.",
             [*_BASE, "level", "outcome"],
+            registry=registry,
         )
         self.time_to_accept = Histogram(
             "gridflow_time_to_accept_seconds",
             "Time from dispatch to acceptance at a level.",
             ["category", "priority", "level"],
             buckets=_TIME_BUCKETS,
+            registry=registry,
         )
         self.time_to_resolve = Histogram(
             "gridflow_time_to_resolve_seconds",
             "Time from report to resolution, by the level that resolved it.",
             ["category", "priority", "level"],
             buckets=_TIME_BUCKETS,
+            registry=registry,
         )
 
     def _first_time(self, incident_id: str, seq: int) -> bool:
