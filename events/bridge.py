@@ -207,7 +207,17 @@ class Bridge:
             # Same incident: wait for its earlier event, whatever became of it.
             await asyncio.wait([previous])
         try:
-            await self._handle(record)
+            try:
+                await self._handle(record)
+            except Exception as exc:
+                # A bug must not stall the partition or kill the bridge: park the message where it
+                # can be replayed once the bug is fixed.
+                log.exception(
+                    "unexpected error handling a message", partition=record.partition, offset=record.offset
+                )
+                await self._dead_letter(
+                    record, DeadLetter("internal_error", f"{type(exc).__name__}: {exc}"), "unknown"
+                )
             self._tracker.finish(partition, record.offset)
         except asyncio.CancelledError:
             pass  # shutting down mid-retry: not committed, so it is redelivered
@@ -324,6 +334,12 @@ class Bridge:
                 if reported.started:
                     BRIDGE.workflows_started.inc()
                     return Outcome.STARTED
+                if reported.conflict:
+                    return DeadLetter(
+                        "conflict",
+                        f"incident {event.incident_id} was already reported with different content; "
+                        "the running incident is unchanged",
+                    )
                 BRIDGE.duplicates.inc()
                 return Outcome.DUPLICATE
             return await self._apply_command(event)

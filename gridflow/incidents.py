@@ -6,6 +6,7 @@ mapping from a command to the workflow's update.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,8 @@ from workflows.commands import (
 from workflows.incident import IncidentWorkflow
 from workflows.state import IncidentInput, IncidentState, IncidentSummary
 
+REPORT_DIGEST_MEMO = "report_digest"
+
 
 @dataclass(frozen=True)
 class Reported:
@@ -36,6 +39,12 @@ class Reported:
     handle: WorkflowHandle[IncidentWorkflow, IncidentSummary]
     started: bool  # False: the incident was already known (running or closed), nothing new started
     run_id: str | None
+    conflict: bool = False  # already known, but reported then with different content
+
+
+def report_digest(incident: Incident) -> str:
+    """A fingerprint of a report's content, to tell a re-delivery from a conflicting report."""
+    return hashlib.sha256(incident.model_dump_json().encode()).hexdigest()
 
 
 async def report_incident(client: Client, task_queue: str, incident: Incident) -> Reported:
@@ -44,6 +53,7 @@ async def report_incident(client: Client, task_queue: str, incident: Incident) -
     A running duplicate is absorbed by the id conflict policy; a closed one is refused by the reuse
     policy, so the same incident reported twice (or redelivered after a crash) never runs twice.
     """
+    digest = report_digest(incident)
     try:
         handle = await client.start_workflow(
             IncidentWorkflow.run,
@@ -52,15 +62,27 @@ async def report_incident(client: Client, task_queue: str, incident: Incident) -
             task_queue=task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            memo={REPORT_DIGEST_MEMO: digest},
         )
     except WorkflowAlreadyStartedError:
-        return Reported(
-            client.get_workflow_handle_for(IncidentWorkflow.run, incident.workflow_id), False, None
-        )
-    # With USE_EXISTING the server hands back the running workflow; it is new only if it says so.
-    started = getattr(handle, "_start_workflow_response", None)
-    is_new = bool(getattr(started, "started", True)) if started is not None else True
-    return Reported(handle, is_new, handle.result_run_id)
+        handle = client.get_workflow_handle_for(IncidentWorkflow.run, incident.workflow_id)
+        return Reported(handle, False, None, await _differs(handle, digest))
+    # With USE_EXISTING the server hands back the running workflow; it is new only if it says so
+    # (the SDK keeps the server's start response on the handle).
+    response = getattr(handle, "_start_workflow_response", None)
+    is_new = bool(getattr(response, "started", True)) if response is not None else True
+    if is_new:
+        return Reported(handle, True, handle.result_run_id)
+    return Reported(handle, False, handle.result_run_id, await _differs(handle, digest))
+
+
+async def _differs(handle: WorkflowHandle[IncidentWorkflow, IncidentSummary], digest: str) -> bool:
+    description = await handle.describe()
+    try:
+        known = await description.memo_value(REPORT_DIGEST_MEMO, type_hint=str)
+    except KeyError:
+        return False  # started without a digest: cannot tell, treat as the same report
+    return bool(known != digest)
 
 
 _UPDATES: dict[type[Any], Any] = {

@@ -185,3 +185,17 @@ async def test_a_bridge_killed_before_committing_redelivers_without_duplicates(p
     after = await pipeline.state(incident_id)
     assert after.timeline == before.timeline  # the start and both updates applied once
     assert pipeline.dead_letters() == []
+
+
+async def test_a_second_report_with_different_content_is_dead_lettered_as_a_conflict(pipeline: Pipeline) -> None:
+    pipeline.start_bridge()
+    incident_id = new_id()
+    pipeline.publish(pipeline.event(contract.REPORTED, incident_id))
+    first = await pipeline.wait_for(incident_id, lambda s: s.status is Status.DISPATCHED)
+
+    pipeline.publish(pipeline.event(contract.REPORTED, incident_id, title="Another problem entirely"))
+    letters = await pipeline.wait_dead_letters(1)
+
+    assert [letter.error_type for letter in letters] == ["conflict"]
+    assert "already reported with different content" in letters[0].error_message
+    assert (await pipeline.state(incident_id)).timeline == first.timeline
