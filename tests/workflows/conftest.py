@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -118,22 +120,38 @@ def kinds(steps: list[Step]) -> list[StepKind]:
     return [step.kind for step in steps]
 
 
+HISTORIES = Path(__file__).parent / "histories"
+
+
 @pytest.fixture
-async def incidents(time_skipping_env: WorkflowEnvironment) -> AsyncIterator[Incidents]:
+async def incidents(
+    time_skipping_env: WorkflowEnvironment, request: pytest.FixtureRequest
+) -> AsyncIterator[Incidents]:
     """Incidents in accelerated time: a fresh worker with the built-in rules and an in-memory sink."""
-    async for driver in _incidents_on(time_skipping_env):
+    async for driver in _incidents_on(time_skipping_env, request.node.name):
         yield driver
 
 
 @pytest.fixture
-async def live_incidents(dev_server_env: WorkflowEnvironment) -> AsyncIterator[Incidents]:
+async def live_incidents(
+    dev_server_env: WorkflowEnvironment, request: pytest.FixtureRequest
+) -> AsyncIterator[Incidents]:
     """Incidents on a real dev server in real time, for what the time-skipping server does badly
     (rejected updates: https://github.com/temporalio/sdk-python/issues/826) and for visibility."""
-    async for driver in _incidents_on(dev_server_env):
+    async for driver in _incidents_on(dev_server_env, request.node.name):
         yield driver
 
 
-async def _incidents_on(env: WorkflowEnvironment) -> AsyncIterator[Incidents]:
+async def _record_histories(driver: Incidents, test_name: str) -> None:
+    """Keep each incident's history as a replay fixture (GRIDFLOW_RECORD_HISTORIES=1 to refresh)."""
+    HISTORIES.mkdir(exist_ok=True)
+    name = test_name.removeprefix("test_")
+    for index, handle in enumerate(driver.handles):
+        history = await handle.fetch_history()
+        (HISTORIES / f"{name}-{index}.json").write_text(history.to_json())
+
+
+async def _incidents_on(env: WorkflowEnvironment, test_name: str) -> AsyncIterator[Incidents]:
     task_queue = f"incidents-{uuid.uuid4().hex[:8]}"
     sink = MemorySink()
     rules = RulesSource()
@@ -141,6 +159,8 @@ async def _incidents_on(env: WorkflowEnvironment) -> AsyncIterator[Incidents]:
     driver = Incidents(env, task_queue, sink, rules)
     async with worker:
         yield driver
+        if os.environ.get("GRIDFLOW_RECORD_HISTORIES") == "1":
+            await _record_histories(driver, test_name)
         for handle in driver.handles:
             desc = await handle.describe()
             if desc.status is not None and desc.status.name == "RUNNING":
