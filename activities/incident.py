@@ -23,8 +23,7 @@ class IncidentActivities:
     @activity.defn(name="match_rule")
     async def match_rule(self, incident: Incident) -> RuleSnapshot:
         """Pick the first rule in force that matches the incident (re-reading a changed rules file)."""
-        rules = self._rules.current()
-        return RuleSnapshot(rules_version=rules.version, rule=rules.rule_for(incident))
+        return self._rules.current().snapshot_for(incident)
 
     @activity.defn(name="publish_steps")
     async def publish_steps(self, batch: StepBatch) -> None:

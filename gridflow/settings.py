@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 
@@ -63,6 +63,9 @@ class Settings:
     topic_replication: int = 1  # GRIDFLOW_TOPIC_REPLICATION
     max_message_bytes: int = 256 * 1024  # GRIDFLOW_MAX_MESSAGE_BYTES
     bridge_max_in_flight: int = 200  # GRIDFLOW_BRIDGE_MAX_IN_FLIGHT (Temporal calls at once)
+    # Personal data: AES-GCM keys for payloads in Temporal (`id:base64key,...`, current first); never logged
+    codec_keys: str | None = field(default=None, repr=False)  # GRIDFLOW_CODEC_KEYS (unset: no encryption)
+    codec_server_token: str | None = field(default=None, repr=False)  # GRIDFLOW_CODEC_SERVER_TOKEN
     # Process
     rules_file: str | None = None  # GRIDFLOW_RULES_FILE (default: the built-in rules)
     metrics_port: int = 9464  # GRIDFLOW_METRICS_PORT (worker 9464; give the bridge its own, e.g. 9465)
@@ -105,6 +108,8 @@ class Settings:
             topic_replication=_int("GRIDFLOW_TOPIC_REPLICATION", d.topic_replication),
             max_message_bytes=_int("GRIDFLOW_MAX_MESSAGE_BYTES", d.max_message_bytes),
             bridge_max_in_flight=_int("GRIDFLOW_BRIDGE_MAX_IN_FLIGHT", d.bridge_max_in_flight),
+            codec_keys=_env("GRIDFLOW_CODEC_KEYS"),
+            codec_server_token=_env("GRIDFLOW_CODEC_SERVER_TOKEN"),
             rules_file=_env("GRIDFLOW_RULES_FILE"),
             metrics_port=_int("GRIDFLOW_METRICS_PORT", d.metrics_port),
             metrics_host=_env("GRIDFLOW_METRICS_HOST", d.metrics_host) or d.metrics_host,

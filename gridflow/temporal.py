@@ -7,10 +7,10 @@ from pathlib import Path
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client, TLSConfig
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 
+from gridflow.codec import Keyring, data_converter
 from gridflow.settings import Settings
 from workflows import search_attributes
 
@@ -48,7 +48,7 @@ async def connect(settings: Settings, *, lazy: bool = False, runtime: Runtime | 
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(Keyring.parse(settings.codec_keys) if settings.codec_keys else None),
         tls=tls,
         api_key=settings.temporal_api_key,
         lazy=lazy,

@@ -153,7 +153,7 @@ class IncidentWorkflow:
         state, rule = self._state, self._rule
         clock = state.running_clock
         if clock is not None:
-            warning = clock.warning_due(rule.warn_at)
+            warning = clock.warning_due(rule.warn_at_for(state.level or ""))
             if warning is not None and warning[1] <= now:
                 fraction, _ = warning
                 clock.warned.append(fraction)
@@ -181,9 +181,10 @@ class IncidentWorkflow:
             return
         if state.reminding and state.next_reminder_at is not None and state.next_reminder_at <= now:
             self._record(StepKind.OVERDUE_REMINDER)
-            following = state.next_reminder_at + rule.overdue_reminder
+            every = rule.overdue_reminder_for(state.level or "")
+            following = state.next_reminder_at + every
             # After an outage, remind once and carry on from now rather than replaying every reminder.
-            state.next_reminder_at = following if following > now else now + rule.overdue_reminder
+            state.next_reminder_at = following if following > now else now + every
             return
         raise AssertionError("a due clock fired nothing")  # pragma: no cover
 
@@ -229,7 +230,8 @@ class IncidentWorkflow:
         state, rule = self._state, self._rule
         level = rule.levels[index]
         state.level, state.level_index = level, index
-        state.holder_unit = self._incident.location.unit_for(level)
+        assert state.rule is not None
+        state.holder_unit = state.rule.unit_for(level, self._incident)
         state.status = Status.DISPATCHED
         state.overdue, state.next_reminder_at = False, None
         state.accept_clock = Clock(
@@ -238,6 +240,9 @@ class IncidentWorkflow:
         state.resolve_clock = None
         state.feedback_deadline = None
         self._record(StepKind.DISPATCHED, deadline=state.accept_clock.deadline)
+        for department in state.rule.notified_units(level, self._incident):
+            # The "whistle": other departments hear of the incident when it reaches this level.
+            self._record(StepKind.NOTIFIED, unit_id=department, reason="level_reached")
 
     def _escalate(self, reason: EscalationReason) -> None:
         state, rule = self._state, self._rule
@@ -245,7 +250,7 @@ class IncidentWorkflow:
             # Nothing is above the top level: the incident is overdue and reminded until resolved.
             if not state.overdue:
                 state.overdue = True
-                state.next_reminder_at = workflow.now() + rule.overdue_reminder
+                state.next_reminder_at = workflow.now() + rule.overdue_reminder_for(state.level or "")
                 self._record(StepKind.OVERDUE, reason=reason.value)
             return
         from_level, to_level = state.level, rule.levels[state.level_index + 1]
@@ -323,7 +328,7 @@ class IncidentWorkflow:
     def _pause_problem(self, command: Pause) -> str | None:
         if problem := self._holder_problem(command.unit_id, "pause", (Status.ACCEPTED,)):
             return problem
-        if self._state.paused_total >= self._rule.max_pause:
+        if self._state.paused_total >= self._rule.max_pause_for(self._state.level or ""):
             return f"incident {self._state.incident_id} has used its whole pause allowance"
         return None
 

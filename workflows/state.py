@@ -60,6 +60,7 @@ class StepKind(StrEnum):
 
     REPORTED = "reported"
     DISPATCHED = "dispatched"
+    NOTIFIED = "notified"  # an extra department told of the incident (the rule's whistle)
     SLA_WARNING = "sla_warning"
     SLA_BREACHED = "sla_breached"
     ESCALATED = "escalated"
@@ -168,7 +169,7 @@ class IncidentState(BaseModel):
             or clock.paused_since is None
         ):
             return None
-        return clock.paused_since + max(self.rule.rule.max_pause - self.paused_total, timedelta(0))
+        return clock.paused_since + max(self.rule.rule.max_pause_for(self.level or "") - self.paused_total, timedelta(0))
 
     def next_due(self) -> datetime | None:
         """The earliest moment at which a clock will do something (warn, breach, remind, end), if any."""
@@ -177,7 +178,7 @@ class IncidentState(BaseModel):
         candidates: list[datetime] = []
         clock = self.running_clock
         if clock is not None:
-            warning = clock.warning_due(self.rule.rule.warn_at)
+            warning = clock.warning_due(self.rule.rule.warn_at_for(self.level or ""))
             if warning is not None:
                 candidates.append(warning[1])
             breach = clock.breach_due()

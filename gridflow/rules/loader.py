@@ -67,8 +67,10 @@ def parse_rule_set(text: str, source: str) -> RuleSet:
         raise RulesFileError(source, [f"not valid YAML: {exc}"]) from exc
     if not isinstance(raw, dict):
         raise RulesFileError(source, ["(file): must be a mapping with a `rules:` list"])
+    levels = raw.get("levels")
+    context = {"levels": list(levels) if isinstance(levels, dict) else []}
     try:
-        return RuleSet.model_validate(raw)
+        return RuleSet.model_validate(raw, context=context)
     except ValidationError as exc:
         raise RulesFileError(source, _problems(raw, exc)) from exc
 
