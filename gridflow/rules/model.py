@@ -60,6 +60,19 @@ def fill_unit(template: str, incident: Incident) -> str:
     return template.format(**values)
 
 
+def _check_ladder(ladder: dict[str, Any], custom: set[str]) -> None:
+    positions = []
+    for level in ladder:
+        if level in custom:
+            continue
+        if level not in DEFAULT_LEVELS:
+            known = ", ".join([*DEFAULT_LEVELS, *sorted(custom)])
+            raise ValueError(f"unknown level {level!r} (levels are {known}; define others under `levels:`)")
+        positions.append(DEFAULT_LEVELS.index(level))
+    if positions != sorted(positions):
+        raise ValueError(f"levels must go up in the order {' -> '.join(DEFAULT_LEVELS)}")
+
+
 class LevelDefinition(BaseModel):
     """A level of a custom ladder: how its unit is found (a template over the incident's fields)."""
 
@@ -199,20 +212,11 @@ class Rule(BaseModel):
     def _known_levels_in_order(
         cls, ladder: dict[str, LevelLimits], info: ValidationInfo
     ) -> dict[str, LevelLimits]:
-        # Custom levels come from the rules file's `levels:` (passed as validation context).
-        custom = set((info.context or {}).get("levels", ()))
-        positions = []
-        for level in ladder:
-            if level in custom:
-                continue
-            if level not in DEFAULT_LEVELS:
-                known = ", ".join([*DEFAULT_LEVELS, *sorted(custom)])
-                raise ValueError(
-                    f"unknown level {level!r} (levels are {known}; define others under `levels:`)"
-                )
-            positions.append(DEFAULT_LEVELS.index(level))
-        if positions != sorted(positions):
-            raise ValueError(f"levels must go up in the order {' -> '.join(DEFAULT_LEVELS)}")
+        # Custom levels come from the rules file's `levels:` (passed as validation context by the
+        # loader, for an error that points at the field). Without context (a snapshot read back in a
+        # workflow, a rule built in Python) the rule set checks its ladders as a whole.
+        if info.context is not None:
+            _check_ladder(ladder, set(info.context.get("levels", ())))
         return ladder
 
     @property
@@ -260,6 +264,10 @@ class RuleSet(BaseModel):
     def _names_unique_and_default_last(self) -> RuleSet:
         seen: set[str] = set()
         for rule in self.rules:
+            try:
+                _check_ladder(rule.ladder, set(self.levels))
+            except ValueError as exc:
+                raise ValueError(f"rule {rule.name!r}: {exc}") from exc
             if rule.name in seen:
                 raise ValueError(f"rule name {rule.name!r} is used twice")
             seen.add(rule.name)
