@@ -8,11 +8,12 @@ grid, unit or person).
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
-from gridflow.incident import Outcome
+from gridflow.incident import EscalationReason, Outcome, Rating
 from workflows.state import Step, StepBatch, StepKind
 
 _BASE = ["category", "priority", "district", "rule"]
@@ -25,6 +26,7 @@ class LifecycleMetrics:
     def __init__(self, remember: int = 200_000, registry: CollectorRegistry = REGISTRY) -> None:
         self._seen: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._remember = remember
+        self._initialised: set[tuple[str, ...]] = set()
         self.registry = registry
         self.received = Counter(
             "gridflow_incidents_received_total", "Incidents reported.", _BASE, registry=registry
@@ -121,9 +123,40 @@ class LifecycleMetrics:
             "district": batch.district_id,
             "rule": batch.rule_name or "",
         }
+        key = tuple(base.values())
+        if key not in self._initialised and batch.levels:
+            self._initialise(base, batch.levels)
+            self._initialised.add(key)
         for step in batch.steps:
             if self._first_time(batch.incident_id, step.seq):
                 self._count(step, base)
+
+    def _initialise(self, base: dict[str, str], levels: list[str]) -> None:
+        """Create every series of a label set at zero, so that rates see its first increments.
+
+        Prometheus cannot see the increments a series had before its first scrape; series that exist
+        (at zero) from the first incident of a district, category, priority and rule on are exact.
+        """
+        category, priority = base["category"], base["priority"]
+        for level in levels:
+            self.dispatched.labels(**base, level=level)
+            self.overdue.labels(**base, level=level)
+            self.reopened.labels(**base, level=level)
+            self.time_to_accept.labels(category, priority, level)
+            self.time_to_resolve.labels(category, priority, level)
+            for flag in ("true", "false"):
+                self.accepted.labels(**base, level=level, within_limit=flag)
+                self.resolved.labels(**base, level=level, within_limit=flag)
+            for clock in ("accept", "resolve"):
+                self.sla_warnings.labels(**base, level=level, clock=clock)
+                self.sla_breaches.labels(**base, level=level, clock=clock)
+            for rating in Rating:
+                self.feedback.labels(**base, level=level, rating=rating.value)
+            for outcome in Outcome:
+                self.closed.labels(**base, level=level, outcome=outcome.value)
+        for lower, upper in itertools.pairwise(levels):
+            for reason in EscalationReason:
+                self.escalated.labels(**base, from_level=lower, to_level=upper, reason=reason.value)
 
     def _count(self, step: Step, base: dict[str, str]) -> None:
         level = step.level or ""

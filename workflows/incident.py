@@ -129,6 +129,7 @@ class IncidentWorkflow:
                     district_id=state.district_id,
                     rule_name=state.rule.rule.name if state.rule else None,
                     rules_version=state.rule.rules_version if state.rule else None,
+                    levels=state.rule.rule.levels if state.rule else [],
                     steps=steps,
                 ),
                 start_to_close_timeout=ACTIVITY_TIMEOUT,

@@ -169,7 +169,8 @@ class IncidentState(BaseModel):
             or clock.paused_since is None
         ):
             return None
-        return clock.paused_since + max(self.rule.rule.max_pause_for(self.level or "") - self.paused_total, timedelta(0))
+        allowance = self.rule.rule.max_pause_for(self.level or "")
+        return clock.paused_since + max(allowance - self.paused_total, timedelta(0))
 
     def next_due(self) -> datetime | None:
         """The earliest moment at which a clock will do something (warn, breach, remind, end), if any."""
@@ -248,6 +249,7 @@ class StepBatch(BaseModel):
     district_id: str
     rule_name: str | None
     rules_version: str | None
+    levels: list[str] = Field(default_factory=list)  # the rule's ladder, bottom to top
     steps: list[Step]
 
 
