@@ -187,7 +187,9 @@ async def test_a_bridge_killed_before_committing_redelivers_without_duplicates(p
     assert pipeline.dead_letters() == []
 
 
-async def test_a_second_report_with_different_content_is_dead_lettered_as_a_conflict(pipeline: Pipeline) -> None:
+async def test_a_second_report_with_different_content_is_dead_lettered_as_a_conflict(
+    pipeline: Pipeline,
+) -> None:
     pipeline.start_bridge()
     incident_id = new_id()
     pipeline.publish(pipeline.event(contract.REPORTED, incident_id))
