@@ -87,8 +87,8 @@ class LifecycleMetrics:
         )
         self.closed = Counter(
             "gridflow_incidents_closed_total",
-            "Incidents closed, by outcome and by the highest level they reached.",
-            [*_BASE, "level", "outcome"],
+            "Incidents closed, by outcome, the highest level they reached, and whether they were escalated.",
+            [*_BASE, "level", "outcome", "escalated"],
             registry=registry,
         )
         self.time_to_accept = Histogram(
@@ -153,7 +153,8 @@ class LifecycleMetrics:
             for rating in Rating:
                 self.feedback.labels(**base, level=level, rating=rating.value)
             for outcome in Outcome:
-                self.closed.labels(**base, level=level, outcome=outcome.value)
+                for escalated in ("true", "false"):
+                    self.closed.labels(**base, level=level, outcome=outcome.value, escalated=escalated)
         for lower, upper in itertools.pairwise(levels):
             for reason in EscalationReason:
                 self.escalated.labels(**base, from_level=lower, to_level=upper, reason=reason.value)
@@ -196,7 +197,8 @@ class LifecycleMetrics:
             self.feedback.labels(**base, level=level, rating=step.rating.value if step.rating else "").inc()
         elif kind is StepKind.CLOSED:
             outcome = step.outcome or Outcome.WITHDRAWN
-            self.closed.labels(**base, level=level, outcome=outcome.value).inc()
+            escalated = _yes(bool(step.escalations))
+            self.closed.labels(**base, level=level, outcome=outcome.value, escalated=escalated).inc()
 
 
 def _yes(flag: bool | None) -> str:

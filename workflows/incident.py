@@ -17,6 +17,7 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.incident import IncidentActivities
     from gridflow.incident import EscalationReason, Incident, Outcome, Rating, Status
+    from gridflow.rules.calendar import SlaClock
     from gridflow.rules.model import OnUnsatisfied, Rule
     from workflows import search_attributes as sa
     from workflows.commands import (
@@ -154,7 +155,7 @@ class IncidentWorkflow:
         state, rule = self._state, self._rule
         clock = state.running_clock
         if clock is not None:
-            warning = clock.warning_due(rule.warn_at_for(state.level or ""))
+            warning = clock.warning_due()
             if warning is not None and warning[1] <= now:
                 fraction, _ = warning
                 clock.warned.append(fraction)
@@ -235,8 +236,12 @@ class IncidentWorkflow:
         state.holder_unit = state.rule.unit_for(level, self._incident)
         state.status = Status.DISPATCHED
         state.overdue, state.next_reminder_at = False, None
-        state.accept_clock = Clock(
-            kind=ClockKind.ACCEPT, started_at=workflow.now(), limit=rule.limits(level).accept
+        state.accept_clock = Clock.start(
+            ClockKind.ACCEPT,
+            workflow.now(),
+            rule.limits(level).accept,
+            rule.warn_at_for(level),
+            self._sla(level),
         )
         state.resolve_clock = None
         state.feedback_deadline = None
@@ -260,15 +265,19 @@ class IncidentWorkflow:
         self._record(StepKind.ESCALATED, reason=reason.value, from_level=from_level, to_level=to_level)
         self._dispatch(state.level_index + 1)
 
+    def _sla(self, level: str | None) -> SlaClock:
+        assert self._state.rule is not None and level is not None
+        return self._state.rule.sla_clock(level)
+
     def _end_pause(self, until: datetime | None = None) -> None:
         """Restart the resolve clock; the pause counts up to `until` (now, or when the allowance ran out)."""
         state = self._state
         clock = state.resolve_clock
         assert clock is not None and clock.paused_since is not None
-        paused = (until or workflow.now()) - clock.paused_since
-        clock.paused_for += paused
-        state.paused_total += paused
-        clock.paused_since = None
+        resumed_at = until or workflow.now()
+        state.paused_total += resumed_at - clock.paused_since
+        level = state.level or ""
+        clock.resume(resumed_at, self._rule.warn_at_for(level), self._sla(level))
         state.status = Status.ACCEPTED
 
     def _close(self, outcome: Outcome, reason: str | None = None) -> None:
@@ -279,7 +288,7 @@ class IncidentWorkflow:
         state.accept_clock = state.resolve_clock = None
         state.feedback_deadline = state.next_reminder_at = None
         workflow.logger.info("incident closed: %s", outcome.value)
-        self._record(StepKind.CLOSED, outcome=outcome, reason=reason)
+        self._record(StepKind.CLOSED, outcome=outcome, reason=reason, escalations=state.escalations)
 
     # ------------------------------------------------------------------ command checks
 
@@ -367,10 +376,13 @@ class IncidentWorkflow:
         assert state.accept_clock is not None
         within = not state.accept_clock.breached
         state.status = Status.ACCEPTED
-        state.resolve_clock = Clock(
-            kind=ClockKind.RESOLVE,
-            started_at=workflow.now(),
-            limit=self._rule.limits(state.level or "").resolve,
+        level = state.level or ""
+        state.resolve_clock = Clock.start(
+            ClockKind.RESOLVE,
+            workflow.now(),
+            self._rule.limits(level).resolve,
+            self._rule.warn_at_for(level),
+            self._sla(level),
         )
         self._record(
             StepKind.ACCEPTED,
@@ -420,7 +432,7 @@ class IncidentWorkflow:
         state = self._state
         assert state.resolve_clock is not None
         state.status = Status.PAUSED
-        state.resolve_clock.paused_since = workflow.now()
+        state.resolve_clock.pause(workflow.now(), self._sla(state.level))
         self._record(
             StepKind.PAUSED, reason=command.reason, deadline=self._pause_cap_at(), event_at=command.at
         )

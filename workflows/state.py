@@ -8,6 +8,7 @@ from enum import StrEnum
 from pydantic import BaseModel, Field
 
 from gridflow.incident import EscalationReason, Incident, Outcome, Priority, Rating, Status
+from gridflow.rules.calendar import SlaClock
 from gridflow.rules.model import RuleSnapshot
 
 
@@ -18,41 +19,79 @@ class ClockKind(StrEnum):
     RESOLVE = "resolve"
 
 
+class PlannedWarning(BaseModel):
+    """A warning a clock will give at a fraction of its limit, and when."""
+
+    fraction: float
+    at: datetime
+
+
 class Clock(BaseModel):
-    """One SLA clock: started at a moment, runs out after `limit` plus the time it spent paused."""
+    """One SLA clock. Its limit counts working time on the level's business calendar (or wall-clock
+    time); `deadline` and the warnings are real instants, planned when the clock starts or resumes."""
 
     kind: ClockKind
-    started_at: datetime
+    started_at: datetime  # when the clock last started running
     limit: timedelta
-    paused_for: timedelta = timedelta(0)
+    consumed: timedelta = timedelta(0)  # counted time used before `started_at` (earlier running spells)
+    deadline: datetime
+    warnings: list[PlannedWarning] = Field(default_factory=list)
+    paused_for: timedelta = timedelta(0)  # wall-clock time spent paused, for the record
     paused_since: datetime | None = None
     warned: list[float] = Field(default_factory=list)
     breached: bool = False
 
-    @property
-    def deadline(self) -> datetime:
-        """When the clock runs out, if it is not paused again."""
-        return self.started_at + self.limit + self.paused_for
+    @classmethod
+    def start(
+        cls, kind: ClockKind, now: datetime, limit: timedelta, warn_at: list[float], sla: SlaClock
+    ) -> Clock:
+        """A clock running from now."""
+        clock = cls(kind=kind, started_at=now, limit=limit, deadline=now)
+        clock._plan(warn_at, sla)
+        return clock
 
-    def warning_due(self, warn_at: list[float]) -> tuple[float, datetime] | None:
+    def _plan(self, warn_at: list[float], sla: SlaClock) -> None:
+        start, left = self.started_at, self.limit - self.consumed
+        self.deadline = sla.add(start, max(left, timedelta(0)))
+        self.warnings = [
+            PlannedWarning(
+                fraction=fraction,
+                at=sla.add(start, self.limit * fraction - self.consumed)
+                if self.limit * fraction > self.consumed
+                else start,
+            )
+            for fraction in warn_at
+            if fraction not in self.warned
+        ]
+
+    def pause(self, now: datetime, sla: SlaClock) -> None:
+        """Stop counting; the time counted so far is kept."""
+        self.consumed += sla.working_between(self.started_at, now)
+        self.paused_since = now
+
+    def resume(self, at: datetime, warn_at: list[float], sla: SlaClock) -> None:
+        """Count again from `at`; the deadline and the warnings move by the time paused."""
+        assert self.paused_since is not None
+        self.paused_for += at - self.paused_since
+        self.paused_since = None
+        self.started_at = at
+        self._plan(warn_at, sla)
+
+    def warning_due(self) -> tuple[float, datetime] | None:
         """The next warning this clock has not yet given, and when it is due; None while paused."""
         if self.paused_since is not None or self.breached:
             return None
-        for fraction in warn_at:
-            if fraction not in self.warned:
-                return fraction, self.started_at + self.limit * fraction + self.paused_for
-        return None
+        pending = [w for w in self.warnings if w.fraction not in self.warned]
+        if not pending:
+            return None
+        first = min(pending, key=lambda w: (w.at, w.fraction))
+        return first.fraction, first.at
 
     def breach_due(self) -> datetime | None:
         """When the clock runs out; None while paused or once it has run out."""
         if self.paused_since is not None or self.breached:
             return None
         return self.deadline
-
-    def elapsed(self, now: datetime) -> timedelta:
-        """Running (not paused) time since the clock started."""
-        paused = self.paused_for + (now - self.paused_since if self.paused_since else timedelta(0))
-        return now - self.started_at - paused
 
 
 class StepKind(StrEnum):
@@ -96,6 +135,7 @@ class Step(BaseModel):
     rating: Rating | None = None
     outcome: Outcome | None = None
     elapsed: timedelta | None = None  # accepted: since dispatch at this level; resolved: since reported
+    escalations: int | None = None  # closed: how many times the incident went up a level
     event_at: datetime | None = None  # when the upstream app says it happened, if it said
 
 
@@ -179,7 +219,7 @@ class IncidentState(BaseModel):
         candidates: list[datetime] = []
         clock = self.running_clock
         if clock is not None:
-            warning = clock.warning_due(self.rule.rule.warn_at_for(self.level or ""))
+            warning = clock.warning_due()
             if warning is not None:
                 candidates.append(warning[1])
             breach = clock.breach_due()

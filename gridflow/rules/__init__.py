@@ -1,5 +1,6 @@
 """Escalation rules: the model, durations, and loading rules files."""
 
+from gridflow.rules.calendar import WALL_CLOCK, BusinessCalendar, SlaClock, clock_for
 from gridflow.rules.durations import Duration, format_duration, parse_duration
 from gridflow.rules.loader import RulesFileError, RulesSource, builtin_rule_set, load_rule_set, parse_rule_set
 from gridflow.rules.model import (
@@ -13,6 +14,8 @@ from gridflow.rules.model import (
 )
 
 __all__ = [
+    "WALL_CLOCK",
+    "BusinessCalendar",
     "Duration",
     "FeedbackPolicy",
     "LevelLimits",
@@ -23,7 +26,9 @@ __all__ = [
     "RuleSnapshot",
     "RulesFileError",
     "RulesSource",
+    "SlaClock",
     "builtin_rule_set",
+    "clock_for",
     "format_duration",
     "load_rule_set",
     "parse_duration",

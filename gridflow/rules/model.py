@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from gridflow.incident import DEFAULT_CITY_UNIT, DEFAULT_LEVELS, Incident, Priority
+from gridflow.rules.calendar import BusinessCalendar, SlaClock, clock_for
 from gridflow.rules.durations import Duration
 
 Fraction = Annotated[float, Field(gt=0, lt=1)]
@@ -253,6 +254,7 @@ class RuleSet(BaseModel):
 
     version: Annotated[str, Field(min_length=1, max_length=64)] = "1"
     levels: dict[Name, LevelDefinition] = Field(default_factory=dict)
+    calendars: dict[Name, BusinessCalendar] = Field(default_factory=dict)
     rules: list[Rule] = Field(min_length=1)
 
     @field_validator("version", mode="before")
@@ -268,6 +270,14 @@ class RuleSet(BaseModel):
                 _check_ladder(rule.ladder, set(self.levels))
             except ValueError as exc:
                 raise ValueError(f"rule {rule.name!r}: {exc}") from exc
+            for level in rule.levels:
+                calendar = rule.calendar_for(level)
+                if calendar is not None and calendar not in self.calendars:
+                    known = ", ".join(sorted(self.calendars)) or "none defined"
+                    raise ValueError(
+                        f"rule {rule.name!r}, level {level!r}: unknown calendar {calendar!r} "
+                        f"(calendars: {known}; define it under `calendars:`)"
+                    )
             if rule.name in seen:
                 raise ValueError(f"rule name {rule.name!r} is used twice")
             seen.add(rule.name)
@@ -294,10 +304,12 @@ class RuleSet(BaseModel):
     def snapshot_for(self, incident: Incident) -> RuleSnapshot:
         """The matching rule with everything it needs frozen in (unit templates of its levels)."""
         rule = self.rule_for(incident)
+        used = {rule.calendar_for(level) for level in rule.levels} - {None}
         return RuleSnapshot(
             rules_version=self.version,
             rule=rule,
             units={level: self.unit_template(level) for level in rule.levels},
+            calendars={name: self.calendars[name] for name in sorted(n for n in used if n is not None)},
         )
 
 
@@ -309,6 +321,12 @@ class RuleSnapshot(BaseModel):
     rules_version: str
     rule: Rule
     units: dict[str, str] = Field(default_factory=dict)  # level -> unit template
+    calendars: dict[str, BusinessCalendar] = Field(default_factory=dict)  # frozen with the incident
+
+    def sla_clock(self, level: str) -> SlaClock:
+        """What a level's accept and resolve limits count: its business calendar, or wall-clock time."""
+        name = self.rule.calendar_for(level)
+        return clock_for(self.calendars[name] if name is not None else None)
 
     def unit_for(self, level: str, incident: Incident) -> str:
         """The id of the unit that handles the incident at a level of this rule."""

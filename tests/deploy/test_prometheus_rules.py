@@ -10,14 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import socket
 import subprocess
-import tempfile
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +22,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from activities.metrics import LIFECYCLE
 from events.metrics import BRIDGE
 from gridflow.open_incidents import OPEN_INCIDENTS
+from tests.prometheus import api, binary, running_prometheus
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
@@ -68,18 +62,6 @@ PROMQL_WORDS = {
     "inf",
     "nan",
 }
-
-
-def binary(name: str) -> str:
-    """The path of a Prometheus binary; a clear failure when it is not installed."""
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(
-            f"`{name}` is not on PATH: run `make deps` (installs Debian's `prometheus` package, "
-            "which provides /usr/bin/prometheus and /usr/bin/promtool)",
-            pytrace=False,
-        )
-    return path
 
 
 def run_promtool(*args: str) -> None:
@@ -320,72 +302,12 @@ def test_grafana_provisioning() -> None:
 # ---------------------------------------------------------------- a real Prometheus
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def api(url: str, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
-    data = urllib.parse.urlencode(params).encode() if params is not None else None
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url + path, data=data), timeout=10) as response:
-            body = response.read()
-    except urllib.error.HTTPError as error:  # 4xx with the error in the JSON body
-        body = error.read()
-    loaded: dict[str, Any] = json.loads(body)
-    return loaded
-
-
 @pytest.fixture(scope="module")
 def prometheus() -> Iterator[str]:
     """A real Prometheus on a free port, loading the rule files; yields its base URL."""
-    executable = binary("prometheus")
-    with tempfile.TemporaryDirectory(prefix="gridflow-prometheus-") as tmp:
-        config = Path(tmp) / "prometheus.yml"
-        config.write_text(
-            yaml.safe_dump(
-                {
-                    "global": {"evaluation_interval": "15s"},
-                    "rule_files": [str(path) for path in RULE_FILES],
-                }
-            )
-        )
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        log_path = Path(tmp) / "prometheus.log"
-        with log_path.open("w") as log:
-            process = subprocess.Popen(
-                [
-                    executable,
-                    f"--config.file={config}",
-                    f"--storage.tsdb.path={Path(tmp) / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{port}",
-                    "--log.level=warn",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    with urllib.request.urlopen(url + "/-/ready", timeout=1) as response:
-                        if response.status == 200:
-                            break
-                except OSError:
-                    pass
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"prometheus did not become ready:\n{log_path.read_text()}", pytrace=False)
-                time.sleep(0.1)
-            yield url
-        finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+    config = {"global": {"evaluation_interval": "15s"}, "rule_files": [str(path) for path in RULE_FILES]}
+    with running_prometheus(config) as url:
+        yield url
 
 
 def test_prometheus_loads_every_rule(prometheus: str) -> None:

@@ -54,9 +54,14 @@ async def test_an_incident_with_hundreds_of_progress_notes_continues_as_new_and_
         for number in range(NOTES):
             await send_command(client, incident.incident_id, Progress(unit_id=unit, note=f"note {number}"))
 
-        state = await incident_state(client, incident.incident_id)
-        description = await incident_handle(client, incident.incident_id).describe()
+        # The workflow continues as new once it is idle: after the last note is published.
+        for _ in range(200):
+            description = await incident_handle(client, incident.incident_id).describe()
+            if description.run_id != reported.run_id:
+                break
+            await asyncio.sleep(0.05)
         assert description.run_id != reported.run_id, "the workflow should have continued as new"
+        state = await incident_state(client, incident.incident_id)
         assert state.status is Status.ACCEPTED
         assert state.resolve_deadline == before.resolve_deadline  # the clock carried over
         notes = [step.note for step in state.timeline if step.kind is StepKind.PROGRESS]
