@@ -1,0 +1,26 @@
+"""`gridflow rules explain` tells the truth: its timeline is what the real workflow does."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from gridflow.incident import Priority
+from gridflow.rules import builtin_rule_set
+from gridflow.rules.explain import explain
+from tests.conftest import make_incident
+from tests.workflows.conftest import Incidents
+
+
+async def test_explains_timeline_is_what_the_workflow_does_when_nobody_acts(incidents: Incidents) -> None:
+    incident = make_incident(priority=Priority.URGENT)
+    handle = await incidents.report(incident)
+    state = await incidents.advance(handle, timedelta(hours=5, minutes=1))  # up the ladder and 3 reminders
+
+    started = state.timeline[1].at  # the first dispatch
+    planned = explain(builtin_rule_set(), incident, start=started, reminders=3).timeline
+    done = [s for s in state.timeline if s.kind.value != "reported"]
+    assert [(p.kind, p.level, p.unit_id) for p in planned] == [
+        (s.kind.value, s.level, s.unit_id) for s in done
+    ]
+    for plan, step in zip(planned, done, strict=True):
+        assert abs(step.at - plan.at) < timedelta(seconds=1), (plan, step)
