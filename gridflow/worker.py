@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import structlog
 from prometheus_client import start_http_server
@@ -31,10 +32,14 @@ def build_worker(
     rules: RulesSource,
     sinks: Sequence[StepSink] | None = None,
     metrics: LifecycleMetrics | None = LIFECYCLE,
+    *,
+    extra_workflows: Sequence[type] = (),
+    extra_activities: Sequence[Callable[..., Any]] = (),
 ) -> Worker:
     """A worker for incident workflows, matching rules from `rules` and publishing to `sinks`.
 
     The metrics sink goes last, so a step is counted only once every other sink has taken it.
+    Simulations add their scripted handlers as extra workflows and activities.
     """
     chosen: list[StepSink] = list(sinks) if sinks is not None else [LogSink()]
     if metrics is not None:
@@ -43,8 +48,8 @@ def build_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[IncidentWorkflow],
-        activities=[activities.match_rule, activities.publish_steps],
+        workflows=[IncidentWorkflow, *extra_workflows],
+        activities=[activities.match_rule, activities.publish_steps, *extra_activities],
     )
 
 

@@ -1,0 +1,59 @@
+"""What simulated handlers do to the real incidents: look at them, and act on them."""
+
+from __future__ import annotations
+
+from temporalio import activity
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from gridflow.incidents import incident_state, send_command
+from gridflow.simulation_model import Action
+from workflows.commands import (
+    Accept,
+    EscalationRequestReason,
+    Feedback,
+    LifecycleCommand,
+    RequestEscalation,
+    Resolve,
+    Withdraw,
+)
+from workflows.state import IncidentState
+
+
+def command_for(action: Action) -> LifecycleCommand:
+    """The lifecycle command a simulated action sends."""
+    if action.kind == "accept":
+        return Accept(unit_id=action.unit_id or "", handler="simulated")
+    if action.kind == "escalate":
+        return RequestEscalation(unit_id=action.unit_id or "", reason=EscalationRequestReason.REQUESTED)
+    if action.kind == "resolve":
+        return Resolve(unit_id=action.unit_id or "", resolution="simulated resolution")
+    if action.kind == "feedback":
+        assert action.rating is not None
+        return Feedback(rating=action.rating)
+    return Withdraw(reason="simulated withdrawal")
+
+
+class SimulationActivities:
+    """Activities of the simulated handlers, bound to a client of the simulation's server."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    @activity.defn(name="simulation_observe")
+    async def observe(self, incident_id: str) -> IncidentState:
+        """The incident's current state."""
+        return await incident_state(self._client, incident_id)
+
+    @activity.defn(name="simulation_act")
+    async def act(self, incident_id: str, action: Action) -> str | None:
+        """Do the action; a refusal (the incident moved on meanwhile) is returned, not raised."""
+        try:
+            await send_command(self._client, incident_id, command_for(action))
+        except WorkflowUpdateFailedError as refused:
+            return str(refused.cause or refused)
+        except RPCError as exc:
+            if exc.status is RPCStatusCode.NOT_FOUND:  # closed meanwhile (by its own clocks)
+                return exc.message
+            raise
+        return None

@@ -1,0 +1,150 @@
+"""The handlers and the resident of one simulated incident, played as a workflow beside it.
+
+A simulation replays a stream of incidents through the real IncidentWorkflow in accelerated time:
+each incident is started by one of these, which then acts as its scripted behaviour says (accept
+after so long, pass it up below the level that can solve it, resolve, rate, withdraw) and watches
+the incident's own clocks, so that time on the test server only jumps between moments that matter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.workflow import ParentClosePolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.simulation import SimulationActivities
+    from gridflow.incident import Status
+    from gridflow.simulation_model import Action, HandlerPlan
+    from workflows.incident import IncidentWorkflow
+    from workflows.state import IncidentInput, IncidentState, IncidentSummary, StepKind
+
+RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5)
+
+
+def _last(state: IncidentState, kind: StepKind) -> datetime | None:
+    for step in reversed(state.timeline):
+        if step.kind is kind:
+            return step.at
+    return None
+
+
+def next_action(plan: HandlerPlan, state: IncidentState) -> tuple[Action, datetime] | None:
+    """What the scripted people do next, and when (None: nothing until the incident changes)."""
+    behaviour, rule = plan.behaviour, state.rule
+    if rule is None or state.level is None or state.holder_unit is None:
+        return None
+    candidates: list[tuple[Action, datetime]] = []
+    if behaviour.withdraw_after is not None:
+        candidates.append((Action(kind="withdraw"), state.timeline[0].at + behaviour.withdraw_after))
+    levels = rule.rule.levels
+    index = levels.index(state.level)
+    unit = state.holder_unit
+    if state.status is Status.DISPATCHED and (wait := behaviour.accept_delay(state.level)) is not None:
+        dispatched = _last(state, StepKind.DISPATCHED)
+        assert dispatched is not None
+        solvable = behaviour.solvable_from is None or (
+            behaviour.solvable_from in levels and index >= levels.index(behaviour.solvable_from)
+        )
+        if solvable or index + 1 >= len(levels):
+            candidates.append((Action(kind="accept", unit_id=unit), dispatched + wait))
+        else:
+            candidates.append((Action(kind="escalate", unit_id=unit), dispatched + wait))
+    elif state.status is Status.ACCEPTED:
+        accepted = _last(state, StepKind.ACCEPTED)
+        assert accepted is not None
+        candidates.append((Action(kind="resolve", unit_id=unit), accepted + behaviour.resolve_after))
+    elif state.status is Status.RESOLVED:
+        rated = sum(step.kind is StepKind.FEEDBACK for step in state.timeline)
+        if rated < len(behaviour.ratings):
+            resolved = _last(state, StepKind.RESOLVED)
+            assert resolved is not None
+            feedback = Action(kind="feedback", rating=behaviour.ratings[rated])
+            candidates.append((feedback, resolved + behaviour.feedback_after))
+    return min(candidates, key=lambda pair: pair[1], default=None)
+
+
+@workflow.defn
+class SimulatedHandlers:
+    """Starts one incident at its moment and plays its people until it is closed."""
+
+    @workflow.run
+    async def run(self, plan: HandlerPlan) -> IncidentSummary:
+        """Play the plan; return the incident's result."""
+        if plan.delay > timedelta(0):
+            await workflow.sleep(plan.delay)
+        incident = await workflow.start_child_workflow(
+            IncidentWorkflow.run,
+            IncidentInput(incident=plan.incident),
+            id=plan.incident.workflow_id,
+            parent_close_policy=ParentClosePolicy.ABANDON,
+        )
+        incident_id = plan.incident.incident_id
+        give_up = workflow.now() + plan.horizon
+        while True:
+            state = await self._observe(incident_id)
+            if not state.is_open:
+                break
+            if state.rule is None:  # still matching its rule
+                await workflow.sleep(timedelta(seconds=1))
+                continue
+            action = next_action(plan, state)
+            due = state.next_due()
+            wake = min((t for t in (action[1] if action else None, due) if t is not None), default=None)
+            if wake is None or wake > give_up:
+                # Nobody acts before the horizon: leave the incident open, as it would be in the city.
+                return IncidentSummary.of(state)
+            if wake > workflow.now():
+                await workflow.sleep(wake - workflow.now())
+                continue  # look again: the incident may have moved meanwhile
+            if action is not None and action[1] <= workflow.now():
+                await workflow.execute_activity_method(
+                    SimulationActivities.act,
+                    args=[incident_id, action[0]],
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=RETRY,
+                )
+            else:
+                await workflow.sleep(timedelta(seconds=1))  # the incident's clock is due: let it fire
+        return await incident
+
+    async def _observe(self, incident_id: str) -> IncidentState:
+        return await workflow.execute_activity_method(
+            SimulationActivities.observe,
+            incident_id,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RETRY,
+        )
+
+
+@workflow.defn
+class SimulationRun:
+    """Starts the scripted handlers of many incidents and waits for them all.
+
+    The client then waits on this one result, so the test server keeps skipping time for the whole
+    run instead of locking and unlocking it per incident.
+    """
+
+    def __init__(self) -> None:
+        self._done = 0
+
+    @workflow.run
+    async def run(self, plans: list[HandlerPlan]) -> int:
+        """Play every plan; return how many incidents were followed."""
+
+        async def play(plan: HandlerPlan) -> None:
+            await workflow.execute_child_workflow(
+                SimulatedHandlers.run, plan, id=f"simulation-{plan.incident.incident_id}"
+            )
+            self._done += 1
+
+        await asyncio.gather(*(play(plan) for plan in plans))
+        return self._done
+
+    @workflow.query
+    def done(self) -> int:
+        """How many incidents have been followed to the end so far."""
+        return self._done
