@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from gridflow.incident import Incident, Rating
-from gridflow.rules.durations import Duration
+from gridflow.rules.durations import Delay
 
 
 class Behaviour(BaseModel):
@@ -22,12 +22,12 @@ class Behaviour(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    accept_after: Duration | dict[str, Duration | None] | None = timedelta(minutes=30)
+    accept_after: Delay | dict[str, Delay | None] | None = timedelta(minutes=30)
     solvable_from: str | None = None
-    resolve_after: Duration = timedelta(hours=4)
+    resolve_after: Delay = timedelta(hours=4)
     ratings: list[Rating] = Field(default_factory=lambda: [Rating.SATISFIED])
-    feedback_after: Duration = timedelta(hours=2)
-    withdraw_after: Duration | None = None
+    feedback_after: Delay = timedelta(hours=2)
+    withdraw_after: Delay | None = None
 
     def accept_delay(self, level: str) -> timedelta | None:
         """How long after dispatch the unit at a level accepts (or passes up); None: never."""

@@ -63,3 +63,19 @@ Duration = Annotated[
     PlainSerializer(format_duration, return_type=str),
     WithJsonSchema({"type": "string", "pattern": _JSON_PATTERN, "examples": ["90s", "15m", "2h", "5d"]}),
 ]
+
+
+def _not_negative(value: timedelta) -> timedelta:
+    if value < timedelta(0):
+        raise ValueError("a delay cannot be negative")
+    return value
+
+
+#: A delay that may be zero (`0s`): how long simulated people take to act.
+Delay = Annotated[
+    timedelta,
+    BeforeValidator(_coerce),
+    AfterValidator(_not_negative),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": _JSON_PATTERN, "examples": ["0s", "90s", "15m", "2h"]}),
+]
