@@ -7,7 +7,7 @@ prints is the one the workflow follows when nobody acts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from gridflow.incident import Incident
 from gridflow.rules.durations import format_duration
@@ -102,7 +102,9 @@ def explain(
         skipped.append((rule.name, reasons))
     snapshot = rules.snapshot_for(incident)
     explanation = Explanation(rule=snapshot.rule, rules_version=rules.version, skipped=skipped)
-    explanation.timeline = _timeline(snapshot, incident, start or incident.reported_at, reminders)
+    explanation.timeline = _timeline(
+        snapshot, incident, (start or incident.reported_at).astimezone(UTC), reminders
+    )
     return explanation
 
 
