@@ -27,8 +27,8 @@ from typing import Any, TypeVar
 import structlog
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import MessageSizeTooLargeError
 from kafka.structs import OffsetAndMetadata, TopicPartition
-from prometheus_client import start_http_server
 from temporalio.client import Client, WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -366,15 +366,26 @@ class Bridge:
 
     async def _dead_letter(self, record: ConsumerRecord, letter: DeadLetter, event_type: str) -> None:
         assert self._producer is not None
-        headers = [*list(record.headers or []), *_error_headers(record, letter)]
+        # Kafka allows null header values (Java, librdkafka, Sarama send them); kafka-python refuses them.
+        original = [(name, b"" if value is None else value) for name, value in record.headers or []]
+        headers = [*original, *_error_headers(record, letter)]
+        value = record.value
         delay = 0.5
         while True:
             try:
                 future = self._producer.send(
-                    self._settings.dlq_topic, key=record.key, value=record.value, headers=headers
+                    self._settings.dlq_topic, key=record.key, value=value, headers=headers
                 )
                 await asyncio.to_thread(future.get, 30)
                 break
+            except MessageSizeTooLargeError:
+                if value == b"":
+                    raise  # the key alone is too big: nothing smaller to park
+                # The broker took it, but with our headers it is too big to park whole: park the reason;
+                # the source topic, partition and offset headers point at the original.
+                value = b""
+                dropped = str(len(record.value or b"")).encode()
+                headers = [*_error_headers(record, letter), (contract.DLQ_VALUE_DROPPED_HEADER, dropped)]
             except Exception as exc:  # the dead letter must be written before the offset is committed
                 if self._stopping.is_set():
                     raise asyncio.CancelledError from exc
@@ -431,8 +442,6 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 async def run_bridge(settings: Settings, stop: asyncio.Event, client: Client | None = None) -> None:
-    """Run a bridge until `stop` is set, serving its metrics (`gridflow bridge`, and the dev stack)."""
-    start_http_server(settings.metrics_port, addr=settings.metrics_host)
-    log.info("bridge metrics", url=f"http://{settings.metrics_host}:{settings.metrics_port}/metrics")
+    """Run a bridge until `stop` is set (`gridflow bridge`, and the dev stack)."""
     client = client or await connect(settings, lazy=True)
     await Bridge(settings, client).run(stop)

@@ -48,6 +48,12 @@ _REQUIRED: Final = ("id", "source", "type")
 _OPTIONAL: Final = ("time", "subject", "datacontenttype", "dataschema")
 _EXTENSION_NAME: Final = re.compile(r"^[a-z0-9]+$", re.ASCII)
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
+#: What a CloudEvents String must not hold besides lone surrogates: controls and noncharacters.
+_NOT_IN_STRING: Final = re.compile(
+    "[\x00-\x1f\x7f-\x9f\ufdd0-\ufdef"
+    + "".join(chr(p << 16 | 0xFFFE) + chr(p << 16 | 0xFFFF) for p in range(17))
+    + "]"
+)
 _INT32: Final = range(-(2**31), 2**31)
 _RFC3339: Final = re.compile(
     r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})$", re.ASCII
@@ -217,6 +223,10 @@ def _string_attribute(attributes: Mapping[str, object], name: str) -> str | None
         raise EventRejected(ErrorType.INVALID_ATTRIBUTE, f"attribute {name!r} must not be empty")
     if _SURROGATE.search(value):
         raise EventRejected(ErrorType.MALFORMED, f"attribute {name!r} holds a lone surrogate")
+    if _NOT_IN_STRING.search(value):
+        raise EventRejected(
+            ErrorType.INVALID_ATTRIBUTE, f"attribute {name!r} holds a control character or a noncharacter"
+        )
     return value
 
 
@@ -230,8 +240,14 @@ def _extensions(attributes: Mapping[str, object]) -> dict[str, ExtensionValue]:
                 ErrorType.INVALID_ATTRIBUTE,
                 f"attribute name {clip(name, 100)!r} is not lower-case letters and digits",
             )
+        if name == "data":
+            raise EventRejected(ErrorType.INVALID_ATTRIBUTE, "attribute name 'data' is reserved")
         if value is None:
             continue
+        if isinstance(value, str) and _NOT_IN_STRING.search(value):
+            raise EventRejected(
+                ErrorType.INVALID_ATTRIBUTE, f"extension {name!r} holds a control character or a noncharacter"
+            )
         if isinstance(value, bool | str) or (isinstance(value, int) and value in _INT32):
             extensions[name] = value
         else:

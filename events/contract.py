@@ -42,6 +42,7 @@ DLQ_ERROR_MESSAGE_HEADER: Final = "gridflow.error.message"
 DLQ_SOURCE_TOPIC_HEADER: Final = "gridflow.source.topic"
 DLQ_SOURCE_PARTITION_HEADER: Final = "gridflow.source.partition"
 DLQ_SOURCE_OFFSET_HEADER: Final = "gridflow.source.offset"
+DLQ_VALUE_DROPPED_HEADER: Final = "gridflow.value.dropped"  # the original value's size, when not kept
 
 TYPE_PREFIX: Final = "gridflow.incident."
 
@@ -267,6 +268,7 @@ __all__ = [
     "DLQ_SOURCE_OFFSET_HEADER",
     "DLQ_SOURCE_PARTITION_HEADER",
     "DLQ_SOURCE_TOPIC_HEADER",
+    "DLQ_VALUE_DROPPED_HEADER",
     "ESCALATION_REQUESTED",
     "FEEDBACK",
     "INBOUND_TYPES",

@@ -1,0 +1,59 @@
+# gridflow's developer entry points. `make test` is what CI runs (.ci/run).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Installing again only when the dependencies may have changed: the stamp is older than pyproject.toml.
+STAMP := $(VENV)/.installed
+
+.PHONY: help install deps lint test run bench bench-quick clean distclean
+
+help:
+	@echo "make test       lint, type-check and run the tests (what CI runs)"
+	@echo "make deps       system packages the tests need: Debian's prometheus (promtool, prometheus)"
+	@echo "make bench      the benchmark suite (bench/results.json); make bench-quick for a smoke run"
+	@echo "make lint       ruff check, ruff format --check, mypy"
+	@echo "make run        the dev stack with the demo: Temporal, Kafka (Tansu), the worker"
+	@echo "make clean      remove caches, build output and the dev stack's state (.gridflow)"
+	@echo "make distclean  clean, and remove the virtual environment too"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[servers,dev]'
+	touch $@
+
+install: $(STAMP)
+
+# The metrics tests judge the rules with a real Prometheus: Debian's package gives it and promtool.
+deps:
+	@if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		echo "installing Debian's prometheus package (promtool, prometheus)"; \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	fi
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: deps lint
+	$(BIN)/pytest
+
+run: $(STAMP)
+	$(BIN)/gridflow dev --demo
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run --json bench/results.json
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m bench.run --quick --json /tmp/gridflow-bench-quick.json
+
+clean:
+	rm -rf .gridflow .mypy_cache .pytest_cache .ruff_cache build dist
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) *.egg-info
