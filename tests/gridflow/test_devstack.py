@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import urllib.request
 import functools
 import os
 import signal
 import socket
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -50,6 +50,11 @@ class Ports(NamedTuple):
 def ports() -> Ports:
     """Free ports for a stack."""
     return Ports(*free_ports(4))
+
+
+def _fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
 
 
 def new_stack(ports: Ports, state_dir: Path, **options: Any) -> DevStack:
@@ -142,8 +147,7 @@ async def test_the_demo_plays_through_kafka_and_incidents_escalate_resolve_and_c
         assert lamp.rule is not None and lamp.rule.rules_version == "demo-1"
         assert drain is not None and drain.rule is not None and drain.rule.rule.name == "demo-urgent"
         assert drain.escalations >= 1 and drain.level != "grid"
-        with urllib.request.urlopen(stack.metrics_url, timeout=5) as response:
-            exposed = response.read().decode()
+        exposed = await asyncio.to_thread(_fetch, stack.metrics_url)
         assert "gridflow_incidents_closed_total" in exposed
         assert "gridflow_bridge_workflows_started_total" in exposed
     assert all(gone(pid) for pid in pids.values())
