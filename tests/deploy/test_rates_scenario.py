@@ -35,9 +35,8 @@ from events import contract
 from events.kafka import ensure_topics, make_producer
 from gridflow.incident import Outcome, Status
 from gridflow.rules import RulesSource, parse_rule_set
-from gridflow.settings import Settings
 from gridflow.worker import build_worker
-from tests.conftest import free_port
+from tests.conftest import free_port, isolated_settings
 from tests.events.conftest import Pipeline
 from tests.prometheus import query, running_prometheus
 
@@ -60,18 +59,7 @@ rules:
 async def scenario_pipeline(
     kafka_bootstrap: str, dev_server_env: WorkflowEnvironment, tmp_path: Path
 ) -> AsyncIterator[Pipeline]:
-    name = uuid.uuid4().hex[:8]
-    settings = Settings(
-        kafka_bootstrap_servers=kafka_bootstrap,
-        kafka_api_version="2.5",
-        kafka_session_timeout_ms=6000,
-        incidents_topic=f"s-{name}.incidents",
-        events_topic=f"s-{name}.incident-events",
-        dlq_topic=f"s-{name}.incidents.dlq",
-        consumer_group=f"s-{name}",
-        task_queue=f"s-{name}",
-        topic_partitions=3,
-    )
+    settings = isolated_settings(kafka_bootstrap)
     await asyncio.to_thread(ensure_topics, settings)
     producer = await asyncio.to_thread(make_producer, settings)
     rules = RulesSource()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +23,7 @@ from gridflow.incidents import incident_state
 from gridflow.rules.loader import RulesSource
 from gridflow.settings import Settings
 from gridflow.worker import build_worker
+from tests.conftest import isolated_settings
 from tests.events.samples import sample_data
 from workflows.state import IncidentState
 
@@ -127,19 +127,7 @@ class Pipeline:
 @pytest.fixture
 async def pipeline(kafka_bootstrap: str, dev_server_env: WorkflowEnvironment) -> AsyncIterator[Pipeline]:
     """A fresh pipeline; the test starts the bridge(s) it needs."""
-    name = uuid.uuid4().hex[:8]
-    settings = Settings(
-        kafka_bootstrap_servers=kafka_bootstrap,
-        kafka_api_version="2.5",
-        kafka_session_timeout_ms=6000,
-        incidents_topic=f"t-{name}.incidents",
-        events_topic=f"t-{name}.incident-events",
-        dlq_topic=f"t-{name}.incidents.dlq",
-        consumer_group=f"g-{name}",
-        task_queue=f"q-{name}",
-        topic_partitions=3,
-        max_message_bytes=64 * 1024,
-    )
+    settings = isolated_settings(kafka_bootstrap, max_message_bytes=64 * 1024)
     await asyncio.to_thread(ensure_topics, settings)
     producer = await asyncio.to_thread(make_producer, settings)
     sink = MemorySink()

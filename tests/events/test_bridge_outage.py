@@ -20,10 +20,9 @@ from events.kafka import ensure_topics, make_producer
 from gridflow.binaries import find_binary
 from gridflow.incident import Status
 from gridflow.rules.loader import RulesSource
-from gridflow.settings import Settings
 from gridflow.temporal import register_search_attributes
 from gridflow.worker import build_worker
-from tests.conftest import free_port
+from tests.conftest import free_port, isolated_settings
 from tests.events.conftest import Pipeline
 
 
@@ -87,18 +86,7 @@ async def test_events_arriving_while_temporal_is_down_are_applied_once_it_is_bac
     kafka_bootstrap: str, temporal: TemporalServer
 ) -> None:
     name = uuid.uuid4().hex[:8]
-    settings = Settings(
-        temporal_address=temporal.address,
-        kafka_bootstrap_servers=kafka_bootstrap,
-        kafka_api_version="2.5",
-        kafka_session_timeout_ms=6000,
-        incidents_topic=f"o-{name}.incidents",
-        events_topic=f"o-{name}.incident-events",
-        dlq_topic=f"o-{name}.incidents.dlq",
-        consumer_group=f"o-{name}",
-        task_queue=f"o-{name}",
-        topic_partitions=3,
-    )
+    settings = isolated_settings(kafka_bootstrap, temporal_address=temporal.address)
     client = await Client.connect(temporal.address, data_converter=pydantic_data_converter)
     await register_search_attributes(client, "default")
     await asyncio.to_thread(ensure_topics, settings)
