@@ -115,6 +115,9 @@ def configure_logging(format: str | None, level: str, *, stream: TextIO | _Stder
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(threshold)
+    # kafka-python's debug lines print whole messages, reporters' names and phones included: its
+    # loggers stay at info whatever gridflow's level.
+    logging.getLogger("kafka").setLevel(max(threshold, logging.INFO))
     return chosen
 
 
