@@ -12,7 +12,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from activities.kafka_sink import KafkaStepSink
-from activities.sinks import LogSink
+from activities.sinks import LogSink, MemorySink, StepSink
 from events import contract
 from events.bridge import Bridge
 from events.kafka import ensure_topics, make_producer
@@ -43,8 +43,8 @@ async def test_no_log_line_carries_the_reporters_name_or_phone(
     settings = isolated_settings(kafka_bootstrap)
     await asyncio.to_thread(ensure_topics, settings)
     producer = await asyncio.to_thread(make_producer, settings)
-    sinks = [LogSink(), KafkaStepSink(producer, settings.events_topic)]
-    pipeline = Pipeline(settings, dev_server_env.client, sinks[0], producer)  # type: ignore[arg-type]
+    sinks: list[StepSink] = [LogSink(), KafkaStepSink(producer, settings.events_topic)]
+    pipeline = Pipeline(settings, dev_server_env.client, MemorySink(), producer)
     incident_id = "inc-pii-check-0001"
     async with build_worker(dev_server_env.client, settings.task_queue, RulesSource(), sinks):
         pipeline.start_bridge(Bridge(settings, dev_server_env.client))
