@@ -154,6 +154,7 @@ async def _dev(args: argparse.Namespace, settings: Settings) -> int:
         ui_port=args.ui_port,
         kafka_port=args.kafka_port,
         metrics_port=settings.metrics_port,
+        prometheus_port=args.prometheus_port if args.prometheus else None,
         rules=demo_rules() if args.demo else None,
         demo=run_demo if args.demo else None,
     )
@@ -550,6 +551,13 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--temporal-port", type=int, default=7233, metavar="PORT", help="Temporal gRPC (7233)")
     dev.add_argument("--ui-port", type=int, default=8233, metavar="PORT", help="Temporal Web UI (8233)")
     dev.add_argument("--kafka-port", type=int, default=9092, metavar="PORT", help="Kafka broker (9092)")
+    dev.add_argument(
+        "--prometheus",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="start Prometheus with gridflow's rules when it is installed (default: yes)",
+    )
+    dev.add_argument("--prometheus-port", type=int, default=9090, metavar="PORT", help="Prometheus (9090)")
     dev.add_argument(
         "--metrics-port",
         type=int,

@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -24,6 +25,7 @@ from types import TracebackType
 from typing import IO, TypeVar
 
 import structlog
+import yaml
 from kafka import KafkaProducer
 from temporalio.client import Client
 from temporalio.service import RPCError
@@ -105,6 +107,7 @@ class DevStack:
     ui_port: int = 8233
     kafka_port: int = 9092
     metrics_port: int = 9464
+    prometheus_port: int | None = 9090  # None: do not start Prometheus
     rules: RulesSource | None = None
     components: list[NamedComponent] = field(default_factory=list)
     demo: Component | None = None
@@ -189,6 +192,7 @@ class DevStack:
             f"task queue {self.settings.task_queue})",
             f"  Kafka bootstrap   {self.kafka_bootstrap}",
             f"  Metrics           {self.metrics_url}",
+            f"  Prometheus        {self._prometheus_line()}",
             f"  Kafka topics      {self.settings.incidents_topic} (in), {self.settings.events_topic} (out), "
             f"{self.settings.dlq_topic} (dead letters)",
             f"  Rules             {source}" + (f", version {rules.version}" if rules else ""),
@@ -199,6 +203,13 @@ class DevStack:
             "  Stop              Ctrl-C (or SIGTERM)",
         ]
         return "\n".join(lines)
+
+    def _prometheus_line(self) -> str:
+        if any(child.name == "prometheus" for child in self._children):
+            return f"{self.prometheus_url}  (rates: gridflow:response_rate:ratio_rate5m, ...)"
+        if self.prometheus_port is None:
+            return "not started (--no-prometheus)"
+        return "not installed: `make deps` (or `sudo apt-get install prometheus`) to have it here"
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -218,11 +229,17 @@ class DevStack:
             (self.temporal_port, "--temporal-port"),
             (self.ui_port, "--ui-port"),
             (self.kafka_port, "--kafka-port"),
+            *(
+                [(self.prometheus_port, "--prometheus-port")]
+                if self.prometheus_port and shutil.which("prometheus")
+                else []
+            ),
         ):
             _ensure_free(port, flag)
         try:
             await self._start_temporal()
             await self._start_kafka()
+            await self._start_prometheus()
             self._metrics = serve_metrics(self.settings)
             self._metrics.__enter__()
             self._launch("worker", self._run_worker, self.stop_timeout)
@@ -349,6 +366,34 @@ class DevStack:
 
         await self._wait_ready(child, f"the Kafka broker at {self.kafka_bootstrap}", ready)
         log.info("kafka broker ready", bootstrap=self.kafka_bootstrap)
+
+    async def _start_prometheus(self) -> None:
+        """Prometheus scraping this stack with gridflow's rules, when Debian's package is installed."""
+        binary = shutil.which("prometheus")
+        if binary is None or self.prometheus_port is None:
+            return
+        config_path = _write_prometheus_config(self.state_dir, self.metrics_port)
+        argv = [
+            binary,
+            f"--config.file={config_path}",
+            f"--storage.tsdb.path={self.state_dir / 'prometheus'}",
+            f"--web.listen-address={HOST}:{self.prometheus_port}",
+            "--log.level=warn",
+        ]
+        child = await self._spawn("prometheus", argv)
+
+        async def ready() -> None:
+            _, writer = await asyncio.open_connection(HOST, self.prometheus_port)
+            writer.close()
+            await writer.wait_closed()
+
+        await self._wait_ready(child, f"Prometheus at {self.prometheus_url}", ready)
+        log.info("prometheus ready", url=self.prometheus_url)
+
+    @property
+    def prometheus_url(self) -> str | None:
+        """Where Prometheus answers, when it runs."""
+        return f"http://{HOST}:{self.prometheus_port}" if self.prometheus_port else None
 
     async def _spawn(self, name: str, argv: list[str]) -> _Child:
         log_path = self.state_dir / f"{name}.log"
@@ -484,6 +529,24 @@ class DevStack:
 
 
 # ---------------------------------------------------------------------- process helpers
+
+
+def _write_prometheus_config(state_dir: Path, metrics_port: int) -> Path:
+    """A Prometheus config scraping the dev stack's endpoint with the rules in the checkout's deploy/."""
+    rules_dir = Path(__file__).resolve().parents[1] / "deploy" / "prometheus"
+    target = {"targets": [f"{HOST}:{metrics_port}"]}
+    config = {
+        "global": {"scrape_interval": "5s", "evaluation_interval": "5s"},
+        "rule_files": [str(path) for path in sorted(rules_dir.glob("*_rules.yml"))],
+        # The worker and the bridge share this process's endpoint: both jobs scrape it.
+        "scrape_configs": [
+            {"job_name": "gridflow-worker", "static_configs": [target]},
+            {"job_name": "gridflow-bridge", "static_configs": [target]},
+        ],
+    }
+    path = state_dir / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config))
+    return path
 
 
 def _open_log(path: Path) -> IO[bytes]:

@@ -44,12 +44,13 @@ class Ports(NamedTuple):
     ui: int
     kafka: int
     metrics: int
+    prometheus: int
 
 
 @pytest.fixture
 def ports() -> Ports:
     """Free ports for a stack."""
-    return Ports(*free_ports(4))
+    return Ports(*free_ports(5))
 
 
 def _fetch(url: str) -> str:
@@ -66,7 +67,7 @@ def new_stack(ports: Ports, state_dir: Path, **options: Any) -> DevStack:
         ui_port=ports.ui,
         kafka_port=ports.kafka,
         metrics_port=ports.metrics,
-        **options,
+        **{"prometheus_port": None, **options},
     )
 
 
@@ -181,6 +182,8 @@ async def test_gridflow_dev_prints_where_things_are_and_stops_clean_on_sigterm(
         str(ports.kafka),
         "--metrics-port",
         str(ports.metrics),
+        "--prometheus-port",
+        str(ports.prometheus),
         "--log-format",
         "json",
         stdout=asyncio.subprocess.PIPE,
@@ -194,6 +197,8 @@ async def test_gridflow_dev_prints_where_things_are_and_stops_clean_on_sigterm(
             assert line, f"gridflow dev ended early: {banner}"
             banner.append(line.decode())
         assert await port_open(ports.temporal) and await port_open(ports.kafka)
+        # Prometheus runs beside the stack when it is installed (the test set-up installs it).
+        assert await port_open(ports.prometheus)
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), timeout=20) == 0
     finally:
@@ -203,4 +208,6 @@ async def test_gridflow_dev_prints_where_things_are_and_stops_clean_on_sigterm(
     text = "".join(banner)
     assert f"http://127.0.0.1:{ports.ui}" in text and f"127.0.0.1:{ports.kafka}" in text
     assert str(tmp_path / "temporal.log") in text
+    assert f"http://127.0.0.1:{ports.prometheus}" in text
     assert not await port_open(ports.temporal) and not await port_open(ports.kafka)
+    assert not await port_open(ports.prometheus)
