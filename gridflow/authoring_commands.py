@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,6 +57,9 @@ def rules_explain(args: argparse.Namespace, settings: Settings) -> int:
 async def run_simulation(args: argparse.Namespace, settings: Settings) -> int:
     """`gridflow simulate --incidents FILE`: the stream through the real workflow, the rates printed."""
     stream = load_stream(Path(args.incidents))
+    # Thousands of simulated incidents would flood the console with their workflows' log lines.
+    for noisy in ("temporalio", "gridflow.lifecycle"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     runs = [
         (args.rules_file or settings.rules_file or "built-in", _rules(args.rules_file or settings.rules_file))
     ]

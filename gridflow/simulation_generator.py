@@ -30,6 +30,16 @@ PRIORITIES = {Priority.LOW: 20, Priority.NORMAL: 60, Priority.HIGH: 15, Priority
 # Relative arrivals per hour of the day (0-23).
 HOURLY = [1, 1, 1, 1, 1, 2, 4, 7, 10, 12, 11, 9, 7, 8, 10, 11, 10, 9, 8, 6, 5, 3, 2, 1]
 LEVELS = ("grid", "street", "district", "city")
+DISTRICTS = (
+    "d-huangpu",
+    "d-jingan",
+    "d-xuhui",
+    "d-changning",
+    "d-putuo",
+    "d-hongkou",
+    "d-yangpu",
+    "d-pudong",
+)
 T = TypeVar("T")
 
 
@@ -87,8 +97,9 @@ def generate(
     stream = []
     for number in range(count):
         category = _pick(rng, {name: weight for name, (weight, _) in CATEGORIES.items()})
-        district = rng.randrange(districts)
-        street = rng.randrange(4)
+        number_of = rng.randrange(districts)
+        district = DISTRICTS[number_of] if number_of < len(DISTRICTS) else f"d-{number_of}"
+        street = f"{district.removeprefix('d-')}-{rng.randrange(4)}"
         grid = rng.randrange(8)
         incident = Incident(
             incident_id=f"sim-{seed}-{number:06d}",
@@ -96,10 +107,10 @@ def generate(
             title=f"Simulated {category.replace('_', ' ')}",
             priority=_pick(rng, PRIORITIES),
             location=Location(
-                grid_id=f"g-{district}-{street}-{grid}",
-                street_id=f"s-{district}-{street}",
-                district_id=f"d-{district}",
-                city_id="c-1",
+                grid_id=f"g-{street}-{grid}",
+                street_id=f"s-{street}",
+                district_id=district,
+                city_id="c-shanghai",
             ),
             reported_at=_arrival(rng, start, days),
             reporter=Reporter(channel=rng.choice(["app", "hotline", "patrol"])),
