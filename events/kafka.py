@@ -54,6 +54,8 @@ def make_consumer(settings: Settings, **overrides: Any) -> KafkaConsumer:
         auto_offset_reset="earliest",
         session_timeout_ms=settings.kafka_session_timeout_ms,
         heartbeat_interval_ms=max(settings.kafka_session_timeout_ms // 3, 1000),
+        # kafka-python's default 500 ms wait for a fuller fetch was most of publish-to-start latency.
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         max_poll_records=500,
         **overrides,
     )

@@ -55,6 +55,7 @@ class Settings:
     kafka_ssl_certfile: str | None = None  # GRIDFLOW_KAFKA_SSL_CERTFILE
     kafka_ssl_keyfile: str | None = None  # GRIDFLOW_KAFKA_SSL_KEYFILE
     kafka_session_timeout_ms: int = 10000  # GRIDFLOW_KAFKA_SESSION_TIMEOUT_MS (a group join takes ~1/3)
+    kafka_fetch_max_wait_ms: int = 100  # GRIDFLOW_KAFKA_FETCH_MAX_WAIT_MS (the broker's wait for more data)
     incidents_topic: str = "gridflow.incidents"  # GRIDFLOW_INCIDENTS_TOPIC
     events_topic: str = "gridflow.incident-events"  # GRIDFLOW_EVENTS_TOPIC
     dlq_topic: str = "gridflow.incidents.dlq"  # GRIDFLOW_DLQ_TOPIC
@@ -100,6 +101,7 @@ class Settings:
             kafka_ssl_certfile=_env("GRIDFLOW_KAFKA_SSL_CERTFILE"),
             kafka_ssl_keyfile=_env("GRIDFLOW_KAFKA_SSL_KEYFILE"),
             kafka_session_timeout_ms=_int("GRIDFLOW_KAFKA_SESSION_TIMEOUT_MS", d.kafka_session_timeout_ms),
+            kafka_fetch_max_wait_ms=_int("GRIDFLOW_KAFKA_FETCH_MAX_WAIT_MS", d.kafka_fetch_max_wait_ms),
             incidents_topic=_env("GRIDFLOW_INCIDENTS_TOPIC", d.incidents_topic) or d.incidents_topic,
             events_topic=_env("GRIDFLOW_EVENTS_TOPIC", d.events_topic) or d.events_topic,
             dlq_topic=_env("GRIDFLOW_DLQ_TOPIC", d.dlq_topic) or d.dlq_topic,

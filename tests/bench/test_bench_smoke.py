@@ -1,0 +1,55 @@
+"""The benchmark runs end to end in its quick mode and writes every figure (no assertions on timing)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BENCHMARKS = ("ingestion", "lifecycle", "latency", "memory", "simulation")
+
+
+@pytest.mark.timeout(600)
+def test_the_quick_benchmark_run_writes_numeric_results_for_every_benchmark(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--quick", "--json", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=540,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-4000:]
+    assert "ratio" in run.stdout  # the table
+
+    document = json.loads(out.read_text(encoding="utf-8"))
+    assert document["meta"]["mode"] == "quick"
+    benchmarks = document["benchmarks"]
+    assert set(BENCHMARKS) <= set(benchmarks)
+    for name in BENCHMARKS:
+        results = benchmarks[name]["results"]
+        assert results, f"{name} has no results"
+        for figure, value in results.items():
+            assert isinstance(value, int | float) and not isinstance(value, bool), (name, figure, value)
+            assert math.isfinite(value), (name, figure, value)
+        for figure in benchmarks[name]["figures"]:
+            assert figure["meaning"], (name, figure["name"])
+    # The throughput and latency figures come with the raw capability they are compared with.
+    for name, figure in (
+        ("ingestion", "starts_per_second"),
+        ("ingestion", "starts_per_second_sqlite"),
+        ("lifecycle", "incidents_per_second"),
+        ("lifecycle", "cpu_ms_per_incident"),
+        ("latency", "p50_ms"),
+        ("latency", "p99_ms"),
+        ("memory", "kib_per_open_incident"),
+    ):
+        assert f"{figure}_ratio" in benchmarks[name]["results"], (name, figure)
+    assert "incidents_per_second" in benchmarks["simulation"]["results"]
+    assert "simulated_days_per_second" in benchmarks["simulation"]["results"]
