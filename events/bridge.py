@@ -38,6 +38,7 @@ from events.kafka import ensure_topics, make_consumer, make_producer
 from events.metrics import BRIDGE
 from gridflow.incident import Incident
 from gridflow.incidents import command_was_applied, report_incident, send_command
+from gridflow.metrics_server import Readiness
 from gridflow.settings import Settings
 from gridflow.temporal import connect
 
@@ -135,9 +136,10 @@ class OffsetTracker:
 class Bridge:
     """Consumes the incidents topic and drives incident workflows; see the module docstring."""
 
-    def __init__(self, settings: Settings, client: Client) -> None:
+    def __init__(self, settings: Settings, client: Client, readiness: Readiness | None = None) -> None:
         self._settings = settings
         self._client = client
+        self.readiness = readiness or Readiness()
         # kafka-python's consumer is not thread-safe: every call to it runs on this one thread.
         self._kafka_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gridflow-consumer")
         self._tracker = OffsetTracker()
@@ -266,6 +268,7 @@ class Bridge:
 
     async def _shutdown(self) -> None:
         self._stopping.set()
+        self.readiness.set(False)
         if self._tasks:
             log.info("bridge stopping: finishing in-flight messages", in_flight=len(self._tasks))
             _, pending = await asyncio.wait(list(self._tasks), timeout=30)
@@ -438,10 +441,13 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         self._bridge.assigned |= set(assigned)
+        self._bridge.readiness.set()  # in the group (possibly with no partition: an idle spare)
         log.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned))
 
 
-async def run_bridge(settings: Settings, stop: asyncio.Event, client: Client | None = None) -> None:
-    """Run a bridge until `stop` is set (`gridflow bridge`, and the dev stack)."""
+async def run_bridge(
+    settings: Settings, stop: asyncio.Event, client: Client | None = None, readiness: Readiness | None = None
+) -> None:
+    """Run a bridge until `stop` is set (`gridflow bridge`, and the dev stack); ready once in its group."""
     client = client or await connect(settings, lazy=True)
-    await Bridge(settings, client).run(stop)
+    await Bridge(settings, client, readiness).run(stop)

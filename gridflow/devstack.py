@@ -38,7 +38,7 @@ from events.contract import ACCEPTED, ESCALATION_REQUESTED, FEEDBACK, REPORTED, 
 from events.kafka import ensure_topics, make_producer
 from gridflow.binaries import find_binary
 from gridflow.incident import Incident, Location, Priority, Rating, Reporter
-from gridflow.metrics_server import serve_metrics
+from gridflow.metrics_server import Readiness, serve_metrics
 from gridflow.open_incidents import publish_open_incidents
 from gridflow.rules.loader import DEMO_RULES, RulesSource
 from gridflow.settings import Settings
@@ -121,6 +121,7 @@ class DevStack:
     _failure: str | None = field(default=None, init=False)
     _stopping: bool = field(default=False, init=False)
     _metrics: contextlib.AbstractContextManager[str] | None = field(default=None, init=False)
+    readiness: Readiness = field(default_factory=Readiness, init=False)
 
     def __post_init__(self) -> None:
         # Everything in-process talks to this stack's own servers, in plain text, whatever the
@@ -240,13 +241,14 @@ class DevStack:
             await self._start_temporal()
             await self._start_kafka()
             await self._start_prometheus()
-            self._metrics = serve_metrics(self.settings)
+            self._metrics = serve_metrics(self.settings, self.readiness)
             self._metrics.__enter__()
             self._launch("worker", self._run_worker, self.stop_timeout)
             self._launch("bridge", self._run_bridge, self.stop_timeout)
             self._launch("open-incidents", self._count_open_incidents, 0.0)
             for component in self.components:
                 self._launch(component.name, component.run, self.stop_timeout)
+            self.readiness.set()
             if self.demo is not None:
                 # The demo only plays clients' parts: there is nothing for it to finish.
                 self._launch("demo", self.demo, 0.0)

@@ -14,7 +14,7 @@ from events.dead_letters import DeadLetterRecord, read_dead_letters, replay_dead
 from events.kafka import make_producer
 from gridflow.codec import Keyring, generate_key
 from gridflow.codec_server import serve_codec
-from gridflow.metrics_server import serve_metrics
+from gridflow.metrics_server import Readiness, serve_metrics
 from gridflow.settings import Settings
 from gridflow.worker import stop_on_signals
 
@@ -24,8 +24,9 @@ INCIDENT_EVENT_PREFIX = "gridflow.incident."
 async def bridge(args: argparse.Namespace, settings: Settings) -> int:
     """`gridflow bridge`: consume the incidents topic until SIGINT/SIGTERM."""
     stop = stop_on_signals()
-    with serve_metrics(settings):
-        await run_bridge(settings, stop)
+    readiness = Readiness()
+    with serve_metrics(settings, readiness):
+        await run_bridge(settings, stop, readiness=readiness)
     return 0
 
 

@@ -43,14 +43,14 @@ class Settings:
     temporal_tls_ca: str | None = None  # GRIDFLOW_TEMPORAL_TLS_CA (PEM file)
     temporal_tls_cert: str | None = None  # GRIDFLOW_TEMPORAL_TLS_CERT (client cert, PEM file)
     temporal_tls_key: str | None = None  # GRIDFLOW_TEMPORAL_TLS_KEY
-    temporal_api_key: str | None = None  # GRIDFLOW_TEMPORAL_API_KEY (implies TLS)
+    temporal_api_key: str | None = field(default=None, repr=False)  # GRIDFLOW_TEMPORAL_API_KEY (implies TLS)
     # Kafka
     kafka_bootstrap_servers: str = "127.0.0.1:9092"  # GRIDFLOW_KAFKA_BOOTSTRAP_SERVERS
     kafka_api_version: str | None = None  # GRIDFLOW_KAFKA_API_VERSION ("2.5" for Tansu)
     kafka_security_protocol: str = "PLAINTEXT"  # GRIDFLOW_KAFKA_SECURITY_PROTOCOL
     kafka_sasl_mechanism: str | None = None  # GRIDFLOW_KAFKA_SASL_MECHANISM (PLAIN, SCRAM-SHA-256, ...)
     kafka_sasl_username: str | None = None  # GRIDFLOW_KAFKA_SASL_USERNAME
-    kafka_sasl_password: str | None = None  # GRIDFLOW_KAFKA_SASL_PASSWORD
+    kafka_sasl_password: str | None = field(default=None, repr=False)  # GRIDFLOW_KAFKA_SASL_PASSWORD
     kafka_ssl_cafile: str | None = None  # GRIDFLOW_KAFKA_SSL_CAFILE
     kafka_ssl_certfile: str | None = None  # GRIDFLOW_KAFKA_SSL_CERTFILE
     kafka_ssl_keyfile: str | None = None  # GRIDFLOW_KAFKA_SSL_KEYFILE

@@ -33,18 +33,7 @@ async def connect(settings: Settings, *, lazy: bool = False, runtime: Runtime | 
 
     `lazy` connects on first use, so a process can start while Temporal is still down.
     """
-    tls: TLSConfig | bool = False
-    if (
-        settings.temporal_tls
-        or settings.temporal_tls_ca
-        or settings.temporal_tls_cert
-        or settings.temporal_api_key
-    ):
-        tls = TLSConfig(
-            server_root_ca_cert=_read(settings.temporal_tls_ca),
-            client_cert=_read(settings.temporal_tls_cert),
-            client_private_key=_read(settings.temporal_tls_key),
-        )
+    tls = tls_config(settings)
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
@@ -53,6 +42,22 @@ async def connect(settings: Settings, *, lazy: bool = False, runtime: Runtime | 
         api_key=settings.temporal_api_key,
         lazy=lazy,
         runtime=runtime,
+    )
+
+
+def tls_config(settings: Settings) -> TLSConfig | bool:
+    """TLS to Temporal as the settings ask: a CA, a client certificate (mTLS), or an API key (TLS on)."""
+    if not (
+        settings.temporal_tls
+        or settings.temporal_tls_ca
+        or settings.temporal_tls_cert
+        or settings.temporal_api_key
+    ):
+        return False
+    return TLSConfig(
+        server_root_ca_cert=_read(settings.temporal_tls_ca),
+        client_cert=_read(settings.temporal_tls_cert),
+        client_private_key=_read(settings.temporal_tls_key),
     )
 
 

@@ -8,7 +8,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
-from prometheus_client import start_http_server
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -17,6 +16,7 @@ from activities.kafka_sink import KafkaStepSink
 from activities.metrics import LIFECYCLE, LifecycleMetrics, MetricsSink
 from activities.sinks import LogSink, StepSink
 from events.kafka import ensure_topics, make_producer
+from gridflow.metrics_server import Readiness, serve_metrics
 from gridflow.open_incidents import publish_open_incidents
 from gridflow.rules.loader import RulesSource
 from gridflow.settings import Settings
@@ -63,7 +63,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event, rules: RulesSource
     worker = build_worker(
         client, settings.task_queue, rules, [LogSink(), KafkaStepSink(producer, settings.events_topic)]
     )
-    start_http_server(settings.metrics_port, addr=settings.metrics_host)
+    readiness = Readiness()
+    endpoint = serve_metrics(settings, readiness)
+    endpoint.__enter__()
     levels = sorted({level for rule in rules.current().rules for level in rule.levels})
     gauge = asyncio.create_task(publish_open_incidents(client, stop, levels=levels))
     log.info(
@@ -77,9 +79,12 @@ async def run_worker(settings: Settings, stop: asyncio.Event, rules: RulesSource
     )
     try:
         async with worker:
+            readiness.set()
             await stop.wait()
+            readiness.set(False)
             log.info("worker stopping: finishing in-flight tasks")
     finally:
+        endpoint.__exit__(None, None, None)
         await gauge
         await asyncio.to_thread(producer.close, 10)
         log.info("worker stopped")
