@@ -174,7 +174,9 @@ class Bridge:
         last_commit = last_lag = time.monotonic()
         try:
             while not stop.is_set():
-                batches = await self._on_kafka(consumer.poll, timeout_ms=200, max_records=500)
+                # Take no more than the in-flight limit leaves room for, so memory stays bounded.
+                room = max(1, min(500, settings.bridge_max_in_flight - len(self._tasks)))
+                batches = await self._on_kafka(consumer.poll, timeout_ms=200, max_records=room)
                 for partition, records in batches.items():
                     for record in records:
                         self._take(partition, record)
