@@ -9,7 +9,7 @@ from kafka import KafkaProducer
 from events.lifecycle import step_events
 from workflows.state import StepBatch
 
-SEND_TIMEOUT_SECONDS = 30
+SEND_TIMEOUT_SECONDS = 8  # under the activity's 10 s, so a slow broker fails the attempt, not the task
 
 
 class KafkaStepSink:

@@ -44,7 +44,8 @@ with workflow.unsafe.imports_passed_through():
 # Side effects must happen eventually, so activities retry until they succeed; the cap keeps a long
 # outage from turning into hours between attempts.
 ACTIVITY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
-ACTIVITY_TIMEOUT = timedelta(seconds=30)
+# Short: a worker that dies mid-publish holds the incident's clocks until the activity times out.
+ACTIVITY_TIMEOUT = timedelta(seconds=10)
 
 ILLEGAL = "IllegalTransition"
 HANDLING = (Status.ACCEPTED, Status.PAUSED)
