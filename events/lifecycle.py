@@ -13,24 +13,16 @@ from pydantic import ConfigDict
 
 from events.cloudevents import ExtensionValue, KafkaMessage, format_time, structured_message
 from events.contract import TYPE_PREFIX
-from gridflow.incident import Priority
-from workflows.state import Step, StepBatch, StepKind
+from workflows.state import IncidentContext, Step, StepBatch, StepKind
 
 LIFECYCLE_SOURCE: Final = "gridflow/incident-workflow"
 
 
-class StepEventData(Step):
+class StepEventData(Step, IncidentContext):
     """The data of an outbound lifecycle event: the step, and the incident's low-cardinality context."""
 
     # Every field is always present on the wire (null when unset), so the schema lists them all as required.
     model_config = ConfigDict(json_schema_serialization_defaults_required=True)
-
-    incident_id: str
-    category: str
-    priority: Priority
-    district_id: str
-    rule_name: str | None
-    rules_version: str | None
 
 
 def step_event_type(kind: StepKind) -> str:
@@ -45,15 +37,8 @@ def step_event_id(incident_id: str, seq: int) -> str:
 
 def step_event_data(batch: StepBatch, step: Step) -> StepEventData:
     """A step with its incident's context."""
-    return StepEventData(
-        **step.model_dump(),
-        incident_id=batch.incident_id,
-        category=batch.category,
-        priority=batch.priority,
-        district_id=batch.district_id,
-        rule_name=batch.rule_name,
-        rules_version=batch.rules_version,
-    )
+    context = IncidentContext.model_validate(batch, from_attributes=True)
+    return StepEventData(**step.model_dump(), **context.model_dump())
 
 
 def step_events(batch: StepBatch) -> list[KafkaMessage]:

@@ -280,8 +280,8 @@ class IncidentSummary(BaseModel):
         )
 
 
-class StepBatch(BaseModel):
-    """Steps to publish, with the incident's low-cardinality context (no personal data)."""
+class IncidentContext(BaseModel):
+    """What every published step says about its incident: low-cardinality facts, no personal data."""
 
     incident_id: str
     category: str
@@ -289,6 +289,11 @@ class StepBatch(BaseModel):
     district_id: str
     rule_name: str | None
     rules_version: str | None
+
+
+class StepBatch(IncidentContext):
+    """Steps to publish, with their incident's context."""
+
     levels: list[str] = Field(default_factory=list)  # the rule's ladder, bottom to top
     steps: list[Step]
 
@@ -297,6 +302,7 @@ __all__ = [
     "Clock",
     "ClockKind",
     "EscalationReason",
+    "IncidentContext",
     "IncidentInput",
     "IncidentState",
     "IncidentSummary",
