@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import structlog
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import MessageSizeTooLargeError
+from kafka.errors import CorruptRecordError, MessageSizeTooLargeError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 from temporalio.client import Client, WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError, RPCStatusCode
@@ -76,6 +76,49 @@ class Outcome:
     DUPLICATE = "duplicate"
     APPLIED = "applied"
     DEAD_LETTERED = "dead_lettered"
+
+
+@dataclass(frozen=True)
+class UnreadableRecord:
+    """A record the Kafka client could not decode, standing in for it: where it is, and why."""
+
+    topic: str
+    partition: int
+    offset: int
+    error: str
+    key: bytes | None = None
+    value: bytes = b""  # the client gives none of it; the dead letter points at the original instead
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+    @property
+    def reason(self) -> str:
+        """Why it was stepped over, and how to read it after all."""
+        return (
+            f"the Kafka client could not decode the record at {self.topic}/{self.partition}@{self.offset} "
+            f"({self.error}); it was stepped over: read it with another Kafka client"
+        )
+
+
+def _step_over_unreadable(consumer: KafkaConsumer, error: Exception) -> UnreadableRecord:
+    """Find the partition whose next record kafka-python failed to decode, and seek past that record.
+
+    kafka-python keeps the failing partition's records in line and raises again on every poll; it
+    names neither partition nor offset. Its fetcher's in-line records do (a private attribute of the
+    pinned 3.0 series): without them the error is raised as before.
+    """
+    in_line = getattr(getattr(consumer, "_fetcher", None), "_next_partition_records", None)
+    partition = getattr(in_line, "topic_partition", None)
+    if partition is None:
+        raise error
+    offset = consumer.position(partition)
+    consumer.seek(partition, offset + 1)
+    log.warning(
+        "a record the Kafka client cannot decode was stepped over",
+        partition=partition.partition,
+        offset=offset,
+        error=str(error),
+    )
+    return UnreadableRecord(partition.topic, partition.partition, offset, str(error))
 
 
 def command_id(event: InboundEvent) -> str:
@@ -176,7 +219,13 @@ class Bridge:
             while not stop.is_set():
                 # Take no more than the in-flight limit leaves room for, so memory stays bounded.
                 room = max(1, min(500, settings.bridge_max_in_flight - len(self._tasks)))
-                batches = await self._on_kafka(consumer.poll, timeout_ms=200, max_records=room)
+                try:
+                    batches = await self._on_kafka(consumer.poll, timeout_ms=200, max_records=room)
+                except CorruptRecordError as exc:
+                    # kafka-python cannot decode a record (a header name that is not UTF-8): step
+                    # over it and leave a dead letter that says where it is.
+                    unreadable = await self._on_kafka(_step_over_unreadable, consumer, exc)
+                    batches = {TopicPartition(unreadable.topic, unreadable.partition): [unreadable]}
                 for partition, records in batches.items():
                     for record in records:
                         self._take(partition, record)
@@ -291,6 +340,9 @@ class Bridge:
     # ------------------------------------------------------------------ one message
 
     async def _handle(self, record: ConsumerRecord) -> None:
+        if isinstance(record, UnreadableRecord):
+            await self._dead_letter(record, DeadLetter("unreadable_record", record.reason), "unknown")
+            return
         headers = list(record.headers or [])
         try:
             event = parse_message(
