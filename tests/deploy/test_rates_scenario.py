@@ -29,15 +29,11 @@ import pytest
 from prometheus_client import start_http_server
 from temporalio.testing import WorkflowEnvironment
 
-from activities.kafka_sink import KafkaStepSink
-from activities.sinks import MemorySink
 from events import contract
-from events.kafka import ensure_topics, make_producer
 from gridflow.incident import Outcome, Status
 from gridflow.rules import RulesSource, parse_rule_set
-from gridflow.worker import build_worker
-from tests.conftest import free_port, isolated_settings
-from tests.events.conftest import Pipeline
+from tests.conftest import free_port
+from tests.events.conftest import Pipeline, open_pipeline
 from tests.prometheus import query, running_prometheus
 
 RECORDING_RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "recording_rules.yml"
@@ -57,27 +53,12 @@ rules:
 
 @pytest.fixture
 async def scenario_pipeline(
-    kafka_bootstrap: str, dev_server_env: WorkflowEnvironment, tmp_path: Path
+    kafka_bootstrap: str, dev_server_env: WorkflowEnvironment
 ) -> AsyncIterator[Pipeline]:
-    settings = isolated_settings(kafka_bootstrap)
-    await asyncio.to_thread(ensure_topics, settings)
-    producer = await asyncio.to_thread(make_producer, settings)
     rules = RulesSource()
     rules.replace(parse_rule_set(SCENARIO_RULES, "scenario.yaml"))
-    sink = MemorySink()
-    worker = build_worker(
-        dev_server_env.client,
-        settings.task_queue,
-        rules,
-        [sink, KafkaStepSink(producer, settings.events_topic)],
-    )
-    pipeline = Pipeline(settings, dev_server_env.client, sink, producer)
-    async with worker:
-        try:
-            yield pipeline
-        finally:
-            await pipeline.stop_bridges()
-            await asyncio.to_thread(producer.close, 5)
+    async with open_pipeline(kafka_bootstrap, dev_server_env, rules) as pipeline:
+        yield pipeline
 
 
 async def test_each_rate_prometheus_reports_equals_the_hand_computed_value(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -124,23 +125,33 @@ class Pipeline:
             consumer.close()
 
 
-@pytest.fixture
-async def pipeline(kafka_bootstrap: str, dev_server_env: WorkflowEnvironment) -> AsyncIterator[Pipeline]:
-    """A fresh pipeline; the test starts the bridge(s) it needs."""
-    settings = isolated_settings(kafka_bootstrap, max_message_bytes=64 * 1024)
+@contextlib.asynccontextmanager
+async def open_pipeline(
+    kafka_bootstrap: str, env: WorkflowEnvironment, rules: RulesSource | None = None, **overrides: Any
+) -> AsyncIterator[Pipeline]:
+    """A fresh pipeline with a running worker on `rules` (default: the built-in ones); bridges are the
+    test's to start, and are stopped at the end."""
+    settings = isolated_settings(kafka_bootstrap, **overrides)
     await asyncio.to_thread(ensure_topics, settings)
     producer = await asyncio.to_thread(make_producer, settings)
     sink = MemorySink()
     worker = build_worker(
-        dev_server_env.client,
+        env.client,
         settings.task_queue,
-        RulesSource(),
+        rules or RulesSource(),
         [sink, KafkaStepSink(producer, settings.events_topic)],
     )
-    pipeline = Pipeline(settings, dev_server_env.client, sink, producer)
+    pipeline = Pipeline(settings, env.client, sink, producer)
     async with worker:
         try:
             yield pipeline
         finally:
             await pipeline.stop_bridges()
             await asyncio.to_thread(producer.close, 5)
+
+
+@pytest.fixture
+async def pipeline(kafka_bootstrap: str, dev_server_env: WorkflowEnvironment) -> AsyncIterator[Pipeline]:
+    """A fresh pipeline on the built-in rules; the test starts the bridge(s) it needs."""
+    async with open_pipeline(kafka_bootstrap, dev_server_env, max_message_bytes=64 * 1024) as fresh:
+        yield fresh

