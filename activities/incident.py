@@ -8,9 +8,9 @@ from temporalio import activity
 
 from activities.sinks import StepSink
 from gridflow.incident import Incident
+from gridflow.lifecycle import StepBatch
 from gridflow.rules.loader import RulesSource
 from gridflow.rules.model import RuleSnapshot
-from workflows.state import StepBatch
 
 
 class IncidentActivities:

@@ -7,17 +7,17 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from gridflow.incidents import incident_state, send_command
-from gridflow.simulation_model import Action
-from workflows.commands import (
+from gridflow.lifecycle import (
     Accept,
     EscalationRequestReason,
     Feedback,
+    IncidentState,
     LifecycleCommand,
     RequestEscalation,
     Resolve,
     Withdraw,
 )
-from workflows.state import IncidentState
+from gridflow.simulation_model import Action
 
 
 def command_for(action: Action) -> LifecycleCommand:

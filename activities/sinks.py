@@ -7,9 +7,9 @@ from typing import Protocol
 
 import structlog
 
-from workflows.state import Step, StepBatch
+from gridflow.lifecycle import Step, StepBatch
 
-log = structlog.get_logger("gridflow.lifecycle")
+log = structlog.get_logger("gridflow.steps")
 
 
 class StepSink(Protocol):

@@ -27,10 +27,10 @@ from bench.trivial import START_ACTIVITIES, Noop, TrivialWorkflow
 from events import contract
 from gridflow.incident import Incident
 from gridflow.incidents import report_incident
+from gridflow.lifecycle import StepBatch
 from gridflow.rules.loader import RulesSource
 from gridflow.worker import build_worker
 from tests.events.samples import sample_data
-from workflows.state import StepBatch
 
 WARM_UP = 20
 START_BATCH = 200  # workflows opened at once, well under the worker's cache of 1000

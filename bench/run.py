@@ -48,15 +48,15 @@ from events.cloudevents import encode_structured, make_event
 from events.kafka import client_config, ensure_topics, make_producer
 from gridflow.incident import Incident, Rating, workflow_id_for
 from gridflow.incidents import report_incident, send_command
+from gridflow.lifecycle import Accept, Feedback, Resolve
 from gridflow.rules.loader import RulesSource, builtin_rule_set
 from gridflow.settings import Settings
 from gridflow.simulate import simulate
 from gridflow.simulation_generator import generate
 from gridflow.worker import build_worker
 from tests.events.samples import UNIT_ID, sample_data
-from workflows.commands import Accept, Feedback, Resolve
 from workflows.incident import IncidentWorkflow
-from workflows.state import IncidentInput
+from workflows.input import IncidentInput
 
 MiB = 2**20
 REPO = Path(__file__).resolve().parent.parent

@@ -1,7 +1,8 @@
 """The inbound event contract: CloudEvents types, the models of their data, and the commands they become.
 
 The data of `gridflow.incident.reported.v1` is `gridflow.incident.Incident` itself; every other type is a
-lifecycle event whose data names the incident and carries the fields of one `workflows.commands` command.
+lifecycle event whose data names the incident and carries the fields of one command of
+`gridflow.lifecycle.commands`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from events.errors import ErrorType, EventRejected, clip
 from gridflow.incident import AwareDatetime, Identifier, Incident, Rating
-from workflows.commands import (
+from gridflow.lifecycle import (
     Accept,
     EscalationRequestReason,
     Feedback,

@@ -16,6 +16,7 @@ from gridflow.rules.model import RuleSet
 from gridflow.settings import Settings
 from gridflow.simulate import format_results, load_stream, simulate, write_json
 from gridflow.simulation_generator import generate
+from gridflow.step_text import step_details, when
 
 
 def _rules(path: str | None) -> RuleSet:
@@ -48,8 +49,8 @@ def rules_explain(args: argparse.Namespace, settings: Settings) -> int:
     for step in explanation.timeline:
         offset = format_duration(step.at - start) if start else "0s"
         print(
-            f"  {step.at.strftime('%Y-%m-%d %H:%M:%SZ')}  +{offset:<8} {step.kind:<17} "
-            f"{step.level:<10} {step.unit_id:<24} {step.detail}"
+            f"  {when(step.at)}  +{offset:<8} {step.kind.value:<17} "
+            f"{step.level or '-':<10} {step.unit_id or '-':<24} {step_details(step)}".rstrip()
         )
     return 0
 
@@ -58,7 +59,7 @@ async def run_simulation(args: argparse.Namespace, settings: Settings) -> int:
     """`gridflow simulate --incidents FILE`: the stream through the real workflow, the rates printed."""
     stream = load_stream(Path(args.incidents))
     # Thousands of simulated incidents would flood the console with their workflows' log lines.
-    for noisy in ("temporalio", "gridflow.lifecycle"):
+    for noisy in ("temporalio", "gridflow.steps"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     runs = [
         (args.rules_file or settings.rules_file or "built-in", _rules(args.rules_file or settings.rules_file))

@@ -13,7 +13,7 @@ import contextlib
 import functools
 import sys
 from collections.abc import Callable, Coroutine, Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -27,18 +27,12 @@ from gridflow.codec_server import DEFAULT_CORS_ORIGIN
 from gridflow.devstack import DevStack, DevStackError, demo_rules, run_demo
 from gridflow.incident import Incident, Rating, Status
 from gridflow.incidents import incident_state, report_incident, send_command
-from gridflow.logs import FORMATS, LEVELS, configure_logging, forward_temporal_core_logs
-from gridflow.rules import Rule, RulesFileError, builtin_rule_set, format_duration, load_rule_set
-from gridflow.rules.explain import lint
-from gridflow.settings import Settings
-from gridflow.simulate import StreamError
-from gridflow.temporal import connect
-from gridflow.worker import run_worker, stop_on_signals
-from workflows import search_attributes as sa
-from workflows.commands import (
+from gridflow.lifecycle import (
     Accept,
     EscalationRequestReason,
     Feedback,
+    IncidentState,
+    IncidentSummary,
     LifecycleCommand,
     Pause,
     Progress,
@@ -47,7 +41,15 @@ from workflows.commands import (
     Resume,
     Withdraw,
 )
-from workflows.state import IncidentState, IncidentSummary, Step
+from gridflow.logs import FORMATS, LEVELS, configure_logging, forward_temporal_core_logs
+from gridflow.rules import Rule, RulesFileError, builtin_rule_set, format_duration, load_rule_set
+from gridflow.rules.explain import lint
+from gridflow.settings import Settings
+from gridflow.simulate import StreamError
+from gridflow.step_text import step_details, when
+from gridflow.temporal import connect
+from gridflow.worker import run_worker, stop_on_signals
+from workflows import search_attributes as sa
 
 Handler = Callable[[argparse.Namespace, Settings], int | Coroutine[Any, Any, int]]
 
@@ -101,21 +103,6 @@ async def _connect(settings: Settings) -> Client:
     with _temporal(settings):
         client = await connect(settings)
     return client
-
-
-def _when(moment: datetime | None, now: datetime | None = None) -> str:
-    """`2026-11-23 08:00:00Z`, with how far off it is when `now` is given; `-` for nothing."""
-    if moment is None:
-        return "-"
-    text = moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-    if now is not None:
-        delta = moment - now
-        text += (
-            f" (in {format_duration(delta)})"
-            if delta >= timedelta(0)
-            else f" ({format_duration(-delta)} ago)"
-        )
-    return text
 
 
 def _table(rows: Sequence[Sequence[str]]) -> str:
@@ -240,25 +227,6 @@ async def _incident_report(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-def _step_details(step: Step) -> str:
-    details = []
-    if step.from_level and step.to_level:
-        details.append(f"{step.from_level} -> {step.to_level}")
-    for name in ("reason", "clock", "rating", "outcome"):
-        value = getattr(step, name)
-        if value is not None:
-            details.append(f"{name}={getattr(value, 'value', value)}")
-    if step.fraction is not None:
-        details.append(f"at {step.fraction:.0%}")
-    if step.within_limit is not None:
-        details.append("within limit" if step.within_limit else "after the limit")
-    if step.deadline is not None:
-        details.append(f"deadline {_when(step.deadline)}")
-    if step.note:
-        details.append(f"note: {step.note}")
-    return ", ".join(details)
-
-
 def _state_text(state: IncidentState, now: datetime) -> str:
     rule = state.rule
     ladder = rule.rule.levels if rule else []
@@ -267,15 +235,15 @@ def _state_text(state: IncidentState, now: datetime) -> str:
         level += f" ({ladder.index(state.level) + 1} of {len(ladder)}: {' > '.join(ladder)})"
     fields = [
         ("category", f"{state.category}, priority {state.priority.value}, district {state.district_id}"),
-        ("reported", _when(state.reported_at)),
+        ("reported", when(state.reported_at)),
         ("rule", f"{rule.rule.name} (rules version {rule.rules_version})" if rule else "- (not matched yet)"),
         ("level", level),
         ("status", state.status.value),
         ("holder", state.holder_unit or "-"),
         ("overdue", "yes" if state.overdue else "no"),
-        ("accept by", _when(state.accept_deadline, now)),
-        ("resolve by", _when(state.resolve_deadline, now)),
-        ("feedback by", _when(state.feedback_deadline, now)),
+        ("accept by", when(state.accept_deadline, now)),
+        ("resolve by", when(state.resolve_deadline, now)),
+        ("feedback by", when(state.feedback_deadline, now)),
         (
             "paused",
             format_duration(state.paused_total) + (" (paused now)" if state.status is Status.PAUSED else ""),
@@ -285,7 +253,7 @@ def _state_text(state: IncidentState, now: datetime) -> str:
         ("outcome", state.outcome.value if state.outcome else "-"),
         ("rating", state.rating.value if state.rating else "-"),
         ("flagged", "yes" if state.flagged else "no"),
-        ("closed", _when(state.closed_at)),
+        ("closed", when(state.closed_at)),
     ]
     lines = [f"incident {state.incident_id}"]
     lines += [f"  {name:<12} {value}" for name, value in fields]
@@ -293,7 +261,7 @@ def _state_text(state: IncidentState, now: datetime) -> str:
     lines.append("timeline")
     rows = [["seq", "time", "kind", "level", "unit", "details"]]
     rows += [
-        [str(s.seq), _when(s.at), s.kind.value, s.level or "", s.unit_id or "", _step_details(s)]
+        [str(s.seq), when(s.at), s.kind.value, s.level or "", s.unit_id or "", step_details(s)]
         for s in state.timeline
     ]
     lines += ["  " + line for line in _table(rows).splitlines()]
@@ -334,7 +302,7 @@ def _execution_row(execution: WorkflowExecution) -> list[str]:
     incident_id = execution.id.removeprefix("incident-")
     values = [attrs.get(key) or "-" for key in (sa.STATUS, sa.LEVEL, sa.DISTRICT, sa.CATEGORY, sa.PRIORITY)]
     state = execution.status.name.lower() if execution.status else "-"
-    return [incident_id, *values, _when(execution.start_time), state]
+    return [incident_id, *values, when(execution.start_time), state]
 
 
 async def _incident_list(args: argparse.Namespace, settings: Settings) -> int:

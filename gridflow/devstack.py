@@ -39,13 +39,7 @@ from events.kafka import ensure_topics, make_producer
 from gridflow.binaries import find_binary
 from gridflow.broker import tansu_command
 from gridflow.incident import Incident, Location, Priority, Rating, Reporter
-from gridflow.metrics_server import Readiness, serve_metrics
-from gridflow.open_incidents import publish_open_incidents
-from gridflow.rules.loader import DEMO_RULES, RulesSource
-from gridflow.settings import Settings
-from gridflow.temporal import connect, register_search_attributes
-from gridflow.worker import build_worker
-from workflows.commands import (
+from gridflow.lifecycle import (
     Accept,
     EscalationRequestReason,
     Feedback,
@@ -53,6 +47,12 @@ from workflows.commands import (
     RequestEscalation,
     Resolve,
 )
+from gridflow.metrics_server import Readiness, serve_metrics
+from gridflow.open_incidents import publish_open_incidents
+from gridflow.rules.loader import DEMO_RULES, RulesSource
+from gridflow.settings import Settings
+from gridflow.temporal import connect, register_search_attributes
+from gridflow.worker import build_worker
 
 log = structlog.get_logger(__name__)
 

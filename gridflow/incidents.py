@@ -15,9 +15,11 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from gridflow.incident import Incident, workflow_id_for
-from workflows.commands import (
+from gridflow.lifecycle import (
     Accept,
     Feedback,
+    IncidentState,
+    IncidentSummary,
     LifecycleCommand,
     Pause,
     Progress,
@@ -27,7 +29,7 @@ from workflows.commands import (
     Withdraw,
 )
 from workflows.incident import IncidentWorkflow
-from workflows.state import IncidentInput, IncidentState, IncidentSummary
+from workflows.input import IncidentInput
 
 REPORT_DIGEST_MEMO = "report_digest"
 

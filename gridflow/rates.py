@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from gridflow.incident import Outcome, Rating
-from workflows.state import ClockKind, IncidentState, StepKind
+from gridflow.lifecycle import ClockKind, IncidentState, StepKind
 
 
 def _ratio(numerator: int, denominator: int) -> float | None:

@@ -18,9 +18,10 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from activities.simulation import SimulationActivities
     from gridflow.incident import Status
+    from gridflow.lifecycle import IncidentState, IncidentSummary, StepKind
     from gridflow.simulation_model import Action, HandlerPlan
     from workflows.incident import IncidentWorkflow
-    from workflows.state import IncidentInput, IncidentState, IncidentSummary, StepKind
+    from workflows.input import IncidentInput
 
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5)
 

@@ -1,18 +1,19 @@
 """Tools for rule authors: warnings about a rule set, and the explanation of what an incident would do.
 
-`explain` uses the same clock arithmetic as the workflow (workflows.state.Clock), so the timeline it
-prints is the one the workflow follows when nobody acts.
+`explain` runs the lifecycle core (gridflow.lifecycle), the same functions IncidentWorkflow runs, so the
+timeline it prints is the one an incident follows when nobody acts.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
+from gridflow import lifecycle
 from gridflow.incident import Incident
+from gridflow.lifecycle import Step, StepKind
 from gridflow.rules.durations import format_duration
-from gridflow.rules.model import Match, Rule, RuleSet, RuleSnapshot
-from workflows.state import Clock, ClockKind
+from gridflow.rules.model import Match, Rule, RuleSet
 
 
 @dataclass(frozen=True)
@@ -69,17 +70,6 @@ def lint(rules: RuleSet) -> list[RuleWarning]:
     return warnings
 
 
-@dataclass(frozen=True)
-class PlannedStep:
-    """A step of the timeline an incident follows when nobody acts."""
-
-    at: datetime
-    kind: str
-    level: str
-    unit_id: str
-    detail: str = ""
-
-
 @dataclass
 class Explanation:
     """Which rule an incident matches, why the earlier ones do not, and its timeline if nobody acts."""
@@ -87,13 +77,18 @@ class Explanation:
     rule: Rule
     rules_version: str
     skipped: list[tuple[str, list[str]]] = field(default_factory=list)  # earlier rules and why not
-    timeline: list[PlannedStep] = field(default_factory=list)
+    timeline: list[Step] = field(default_factory=list)
+
+
+# A calendar-bound ladder always ends in reminders; the cap only guards against a rule that never does.
+_MOST_STEPS = 1000
 
 
 def explain(
     rules: RuleSet, incident: Incident, *, start: datetime | None = None, reminders: int = 3
 ) -> Explanation:
-    """Explain the incident's rule and timeline from `start` (default: its report time)."""
+    """Explain the incident's rule, and the timeline the lifecycle core gives it from `start` (default:
+    its report time) when nobody acts, up to its `reminders`-th overdue reminder."""
     skipped = []
     for rule in rules.rules:
         reasons = rule.match.mismatches(incident)
@@ -101,48 +96,15 @@ def explain(
             break
         skipped.append((rule.name, reasons))
     snapshot = rules.snapshot_for(incident)
-    explanation = Explanation(rule=snapshot.rule, rules_version=rules.version, skipped=skipped)
-    explanation.timeline = _timeline(
-        snapshot, incident, (start or incident.reported_at).astimezone(UTC), reminders
+    now = (start or incident.reported_at).astimezone(UTC)
+    state, _ = lifecycle.report(incident, now)
+    lifecycle.start(state, incident, snapshot, now)
+    while (
+        (due := lifecycle.next_due(state)) is not None
+        and sum(step.kind is StepKind.OVERDUE_REMINDER for step in state.timeline) < reminders
+        and len(state.timeline) < _MOST_STEPS
+    ):
+        lifecycle.fire_due(state, incident, due)
+    return Explanation(
+        rule=snapshot.rule, rules_version=rules.version, skipped=skipped, timeline=state.timeline
     )
-    return explanation
-
-
-def _timeline(
-    snapshot: RuleSnapshot, incident: Incident, start: datetime, reminders: int
-) -> list[PlannedStep]:
-    rule = snapshot.rule
-    steps: list[PlannedStep] = []
-    now = start
-    for index, level in enumerate(rule.levels):
-        unit = snapshot.unit_for(level, incident)
-        clock = Clock.start(
-            ClockKind.ACCEPT,
-            now,
-            rule.limits(level).accept,
-            rule.warn_at_for(level),
-            snapshot.sla_clock(level),
-        )
-        steps.append(PlannedStep(now, "dispatched", level, unit, f"accept by {clock.deadline.isoformat()}"))
-        for department in snapshot.notified_units(level, incident):
-            steps.append(PlannedStep(now, "notified", level, department, "level_reached"))
-        while (warning := clock.warning_due()) is not None:
-            fraction, at = warning
-            clock.warned.append(fraction)
-            steps.append(PlannedStep(at, "sla_warning", level, unit, f"accept clock at {fraction:.0%}"))
-        now = clock.deadline
-        steps.append(PlannedStep(now, "sla_breached", level, unit, "accept clock ran out"))
-        if index + 1 < len(rule.levels):
-            steps.append(
-                PlannedStep(now, "escalated", level, unit, f"accept_timeout -> {rule.levels[index + 1]}")
-            )
-            continue
-        steps.append(PlannedStep(now, "overdue", level, unit, "accept_timeout at the top level"))
-        every: timedelta = rule.overdue_reminder_for(level)
-        for number in range(1, reminders + 1):
-            steps.append(
-                PlannedStep(
-                    now + every * number, "overdue_reminder", level, unit, f"every {format_duration(every)}"
-                )
-            )
-    return steps

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import structlog
 import yaml
 from pydantic import ValidationError
 
 from gridflow.rules.model import RuleSet
 
-log = structlog.get_logger(__name__)
+# The standard library's logger keeps the rules free of the application's logging set-up; the
+# application renders these records (and their extra fields) like its own.
+log = logging.getLogger(__name__)
 
 BUILTIN_RULES = "default.yaml"
 DEMO_RULES = "demo.yaml"
@@ -131,13 +133,18 @@ class RulesSource:
                 self._stamp = stamp
                 try:
                     self._rules = load_rule_set(self._path)
-                    log.info("rules reloaded", rules_file=str(self._path), rules_version=self._rules.version)
+                    log.info(
+                        "rules reloaded",
+                        extra={"rules_file": str(self._path), "rules_version": self._rules.version},
+                    )
                 except RulesFileError as exc:
                     log.error(
                         "rules file refused; the last good rules stay in force",
-                        rules_file=str(self._path),
-                        problems=exc.problems,
-                        rules_version=self._rules.version,
+                        extra={
+                            "rules_file": str(self._path),
+                            "problems": exc.problems,
+                            "rules_version": self._rules.version,
+                        },
                     )
             return self._rules
 

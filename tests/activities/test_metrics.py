@@ -13,11 +13,10 @@ from activities.metrics import LifecycleMetrics
 from activities.sinks import MemorySink
 from gridflow.incident import Priority, Rating, Status
 from gridflow.incidents import report_incident, send_command
+from gridflow.lifecycle import Accept, Feedback, Resolve, Step, StepBatch, StepKind
 from gridflow.rules.loader import RulesSource
 from gridflow.worker import build_worker
 from tests.conftest import make_incident
-from workflows.commands import Accept, Feedback, Resolve
-from workflows.state import Step, StepBatch, StepKind
 
 
 class FlakySink(MemorySink):

@@ -21,12 +21,12 @@ from events.cloudevents import InboundEvent, encode_binary, encode_structured, l
 from events.dead_letters import DeadLetterRecord, read_dead_letters
 from events.kafka import client_config, ensure_topics, make_producer
 from gridflow.incidents import incident_state
+from gridflow.lifecycle import IncidentState
 from gridflow.rules.loader import RulesSource
 from gridflow.settings import Settings
 from gridflow.worker import build_worker
 from tests.conftest import isolated_settings
 from tests.events.samples import sample_data
-from workflows.state import IncidentState
 
 
 @dataclass

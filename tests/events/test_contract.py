@@ -27,8 +27,7 @@ from events.contract import (
 )
 from events.errors import EventRejected
 from gridflow.incident import Incident, Rating
-from tests.events.samples import INCIDENT_ID, UNIT_ID, sample_data
-from workflows.commands import (
+from gridflow.lifecycle import (
     Accept,
     EscalationRequestReason,
     Feedback,
@@ -40,6 +39,7 @@ from workflows.commands import (
     Resume,
     Withdraw,
 )
+from tests.events.samples import INCIDENT_ID, UNIT_ID, sample_data
 
 AT = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 

@@ -34,6 +34,7 @@ from events.cloudevents import (
 )
 from events.errors import ErrorType, EventRejected
 from gridflow.incident import Incident, Location, Priority, Rating, Status
+from gridflow.lifecycle import EscalationRequestReason
 from tests.events.conftest import Pipeline
 from tests.events.hostile import (
     CORPUS,
@@ -45,7 +46,6 @@ from tests.events.hostile import (
     build_oddities,
 )
 from tests.events.samples import sample_data
-from workflows.commands import EscalationRequestReason
 
 Headers = list[tuple[str, bytes]]
 Message = tuple[bytes | None, bytes, Headers]

@@ -23,8 +23,8 @@ from events.schema import (
     export_schemas,
 )
 from gridflow.incident import Priority, Status
+from gridflow.lifecycle import Step, StepBatch, StepKind
 from tests.events.samples import sample_data
-from workflows.state import Step, StepBatch, StepKind
 
 
 @pytest.fixture(scope="module")

@@ -38,12 +38,11 @@ from events.kafka import client_config, ensure_topics, make_producer
 from events.lifecycle import step_event_id, step_event_type
 from gridflow.incident import EscalationReason, Outcome, Status, workflow_id_for
 from gridflow.incidents import incident_state, report_incident, send_command
+from gridflow.lifecycle import Accept, ClockKind, IncidentState, Resolve, Step, StepKind
 from gridflow.settings import Settings
 from tests.conftest import isolated_settings, make_incident
 from tests.deploy.test_scale_out import PARTITIONS, ROOT, Process, Scenario, consumer_lag
 from tests.events.samples import sample_data
-from workflows.commands import Accept, Resolve
-from workflows.state import ClockKind, IncidentState, Step, StepKind
 
 DEMO_RULES = ROOT / "gridflow" / "rules" / "demo.yaml"  # demo-default: grid accept 10 s, resolve 30 s, ...
 FEEDBACK_WINDOW = timedelta(seconds=20)  # demo-default's feedback window

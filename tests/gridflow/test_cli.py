@@ -17,10 +17,10 @@ from temporalio.testing import WorkflowEnvironment
 from activities.sinks import MemorySink
 from gridflow.cli import build_parser, main
 from gridflow.incident import Outcome, Rating, Status
+from gridflow.lifecycle import IncidentState, StepKind
 from gridflow.rules.loader import RulesSource
 from gridflow.worker import build_worker
 from tests.conftest import make_incident
-from workflows.state import IncidentState, StepKind
 
 
 def _command_paths(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:

@@ -29,11 +29,11 @@ from gridflow.codec import (
 )
 from gridflow.incident import Reporter
 from gridflow.incidents import incident_state, report_incident, send_command
+from gridflow.lifecycle import Accept
 from gridflow.rules.loader import RulesSource
 from gridflow.worker import build_worker
 from tests.conftest import make_incident
-from workflows.commands import Accept
-from workflows.state import IncidentInput
+from workflows.input import IncidentInput
 
 NAME = "Li Wei"
 PHONE = "+86 138 0000 0000"

@@ -24,10 +24,10 @@ from gridflow.codec import ENCODING, KEY_ID_METADATA, EncryptionCodec, Keyring, 
 from gridflow.codec_server import CodecServer, serve_codec, start_codec_server
 from gridflow.incident import Reporter
 from gridflow.incidents import report_incident, send_command
+from gridflow.lifecycle import Accept
 from gridflow.rules.loader import RulesSource
 from gridflow.worker import build_worker
 from tests.conftest import free_port, make_incident
-from workflows.commands import Accept
 
 ORIGIN = "http://localhost:8233"
 TOKEN = "s3cret-codec-token"

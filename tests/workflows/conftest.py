@@ -17,10 +17,11 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.sinks import MemorySink
 from gridflow.incident import Incident
+from gridflow.lifecycle import IncidentState, IncidentSummary, Step, StepKind
 from gridflow.rules.loader import RulesSource
 from gridflow.worker import build_worker
 from workflows.incident import IncidentWorkflow
-from workflows.state import IncidentInput, IncidentState, IncidentSummary, Step, StepKind
+from workflows.input import IncidentInput
 
 
 @dataclass

@@ -14,12 +14,11 @@ from activities.sinks import MemorySink
 from gridflow.binaries import find_binary
 from gridflow.incident import Outcome, Rating, Status
 from gridflow.incidents import incident_handle, incident_state, report_incident, send_command
+from gridflow.lifecycle import Accept, Feedback, Progress, Resolve, StepKind
 from gridflow.rules.loader import RulesSource
 from gridflow.temporal import register_search_attributes
 from gridflow.worker import build_worker
 from tests.conftest import make_incident
-from workflows.commands import Accept, Feedback, Progress, Resolve
-from workflows.state import StepKind
 
 NOTES = 300
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 from gridflow.incident import Priority
+from gridflow.lifecycle import StepKind
 from gridflow.rules import parse_rule_set
 from tests.conftest import make_incident
 from tests.workflows.conftest import Incidents
-from workflows.state import StepKind
 
 MEDIATION = """
 version: mediation-1

@@ -11,22 +11,24 @@ from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
 
 from gridflow.incident import Outcome, Priority, Rating, Status
-from gridflow.rules import LevelLimits, Rule, builtin_rule_set
-from tests.conftest import make_incident
-from tests.workflows.conftest import Incidents, close_to, kinds, refusal
-from workflows.commands import (
+from gridflow.lifecycle import (
     Accept,
+    ClockKind,
     EscalationRequestReason,
     Feedback,
+    IncidentSummary,
     Pause,
     Progress,
     RequestEscalation,
     Resolve,
     Resume,
+    StepKind,
     Withdraw,
 )
+from gridflow.rules import LevelLimits, Rule, builtin_rule_set
+from tests.conftest import make_incident
+from tests.workflows.conftest import Incidents, close_to, kinds, refusal
 from workflows.incident import IncidentWorkflow
-from workflows.state import ClockKind, IncidentSummary, StepKind
 
 
 async def test_an_incident_accepted_and_resolved_at_the_grid_closes_when_the_resident_is_satisfied(

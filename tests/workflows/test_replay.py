@@ -16,8 +16,9 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from gridflow.lifecycle import IncidentSummary
 from workflows.incident import IncidentWorkflow
-from workflows.state import IncidentInput, IncidentSummary
+from workflows.input import IncidentInput
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 

@@ -1,142 +1,15 @@
-"""The incident workflow's typed input, state, timeline and result. Pure data: no clocks, no I/O."""
+"""What an incident's lifecycle knows (its state) and the views of it others get. Pure data."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
-from gridflow.incident import EscalationReason, Incident, Outcome, Priority, Rating, Status
-from gridflow.rules.calendar import SlaClock
+from gridflow.incident import Outcome, Priority, Rating, Status
+from gridflow.lifecycle.clock import Clock
+from gridflow.lifecycle.timeline import Step
 from gridflow.rules.model import RuleSnapshot
-
-
-class ClockKind(StrEnum):
-    """The two SLA clocks of a level."""
-
-    ACCEPT = "accept"
-    RESOLVE = "resolve"
-
-
-class PlannedWarning(BaseModel):
-    """A warning a clock will give at a fraction of its limit, and when."""
-
-    fraction: float
-    at: datetime
-
-
-class Clock(BaseModel):
-    """One SLA clock. Its limit counts working time on the level's business calendar (or wall-clock
-    time); `deadline` and the warnings are real instants, planned when the clock starts or resumes."""
-
-    kind: ClockKind
-    started_at: datetime  # when the clock last started running
-    limit: timedelta
-    consumed: timedelta = timedelta(0)  # counted time used before `started_at` (earlier running spells)
-    deadline: datetime
-    warnings: list[PlannedWarning] = Field(default_factory=list)
-    paused_for: timedelta = timedelta(0)  # wall-clock time spent paused, for the record
-    paused_since: datetime | None = None
-    warned: list[float] = Field(default_factory=list)
-    breached: bool = False
-
-    @classmethod
-    def start(
-        cls, kind: ClockKind, now: datetime, limit: timedelta, warn_at: list[float], sla: SlaClock
-    ) -> Clock:
-        """A clock running from now."""
-        clock = cls(kind=kind, started_at=now, limit=limit, deadline=now)
-        clock._plan(warn_at, sla)
-        return clock
-
-    def _plan(self, warn_at: list[float], sla: SlaClock) -> None:
-        start, left = self.started_at, self.limit - self.consumed
-        self.deadline = sla.add(start, max(left, timedelta(0)))
-        self.warnings = [
-            PlannedWarning(
-                fraction=fraction,
-                at=sla.add(start, self.limit * fraction - self.consumed)
-                if self.limit * fraction > self.consumed
-                else start,
-            )
-            for fraction in warn_at
-            if fraction not in self.warned
-        ]
-
-    def pause(self, now: datetime, sla: SlaClock) -> None:
-        """Stop counting; the time counted so far is kept."""
-        self.consumed += sla.working_between(self.started_at, now)
-        self.paused_since = now
-
-    def resume(self, at: datetime, warn_at: list[float], sla: SlaClock) -> None:
-        """Count again from `at`; the deadline and the warnings move by the time paused."""
-        assert self.paused_since is not None
-        self.paused_for += at - self.paused_since
-        self.paused_since = None
-        self.started_at = at
-        self._plan(warn_at, sla)
-
-    def warning_due(self) -> tuple[float, datetime] | None:
-        """The next warning this clock has not yet given, and when it is due; None while paused."""
-        if self.paused_since is not None or self.breached:
-            return None
-        pending = [w for w in self.warnings if w.fraction not in self.warned]
-        if not pending:
-            return None
-        first = min(pending, key=lambda w: (w.at, w.fraction))
-        return first.fraction, first.at
-
-    def breach_due(self) -> datetime | None:
-        """When the clock runs out; None while paused or once it has run out."""
-        if self.paused_since is not None or self.breached:
-            return None
-        return self.deadline
-
-
-class StepKind(StrEnum):
-    """Every kind of step in an incident's life; each becomes a timeline entry and a lifecycle event."""
-
-    REPORTED = "reported"
-    DISPATCHED = "dispatched"
-    NOTIFIED = "notified"  # an extra department told of the incident (the rule's whistle)
-    SLA_WARNING = "sla_warning"
-    SLA_BREACHED = "sla_breached"
-    ESCALATED = "escalated"
-    OVERDUE = "overdue"
-    OVERDUE_REMINDER = "overdue_reminder"
-    ACCEPTED = "accepted"
-    PROGRESS = "progress"
-    PAUSED = "paused"
-    RESUMED = "resumed"
-    RESOLVED = "resolved"
-    FEEDBACK = "feedback"
-    REOPENED = "reopened"
-    CLOSED = "closed"
-
-
-class Step(BaseModel):
-    """One entry of the timeline. `seq` numbers the steps of an incident from 1, with no gaps."""
-
-    seq: int
-    kind: StepKind
-    at: datetime
-    level: str | None = None
-    unit_id: str | None = None
-    status: Status
-    reason: str | None = None
-    note: str | None = None
-    clock: ClockKind | None = None
-    fraction: float | None = None
-    deadline: datetime | None = None
-    within_limit: bool | None = None
-    from_level: str | None = None
-    to_level: str | None = None
-    rating: Rating | None = None
-    outcome: Outcome | None = None
-    elapsed: timedelta | None = None  # accepted: since dispatch at this level; resolved: since reported
-    escalations: int | None = None  # closed: how many times the incident went up a level
-    event_at: datetime | None = None  # when the upstream app says it happened, if it said
 
 
 class IncidentState(BaseModel):
@@ -234,13 +107,6 @@ class IncidentState(BaseModel):
         return min(candidates, default=None)
 
 
-class IncidentInput(BaseModel):
-    """What starts an incident workflow: the report, and on continue-as-new the state so far."""
-
-    incident: Incident
-    carried: IncidentState | None = None
-
-
 class IncidentSummary(BaseModel):
     """A compact view of an incident: what a lifecycle command returns, and the workflow's result."""
 
@@ -296,17 +162,3 @@ class StepBatch(IncidentContext):
 
     levels: list[str] = Field(default_factory=list)  # the rule's ladder, bottom to top
     steps: list[Step]
-
-
-__all__ = [
-    "Clock",
-    "ClockKind",
-    "EscalationReason",
-    "IncidentContext",
-    "IncidentInput",
-    "IncidentState",
-    "IncidentSummary",
-    "Step",
-    "StepBatch",
-    "StepKind",
-]

@@ -1,4 +1,4 @@
-"""The lifecycle commands handlers and residents send to a running incident (Temporal updates)."""
+"""The lifecycle commands handlers and residents send to an incident (in Temporal: updates)."""
 
 from __future__ import annotations
 
