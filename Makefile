@@ -11,7 +11,7 @@ help:
 	@echo "make test       lint, type-check and run the tests (what CI runs)"
 	@echo "make deps       system packages the tests need: Debian's prometheus (promtool, prometheus)"
 	@echo "make bench      the benchmark suite (bench/results.json); make bench-quick for a smoke run"
-	@echo "make lint       ruff check, ruff format --check, mypy"
+	@echo "make lint       ruff check, ruff format --check, mypy, import contracts (lint-imports)"
 	@echo "make run        the dev stack with the demo: Temporal, Kafka (Tansu), the worker"
 	@echo "make clean      remove caches, build output and the dev stack's state (.gridflow)"
 	@echo "make distclean  clean, and remove the virtual environment too"
@@ -38,6 +38,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 test: deps lint
 	$(BIN)/pytest
