@@ -8,30 +8,9 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from gridflow.incidents import incident_state, send_command
 from gridflow.lifecycle import (
-    Accept,
-    EscalationRequestReason,
-    Feedback,
     IncidentState,
-    LifecycleCommand,
-    RequestEscalation,
-    Resolve,
-    Withdraw,
 )
 from gridflow.simulation_model import Action
-
-
-def command_for(action: Action) -> LifecycleCommand:
-    """The lifecycle command a simulated action sends."""
-    if action.kind == "accept":
-        return Accept(unit_id=action.unit_id or "", handler="simulated")
-    if action.kind == "escalate":
-        return RequestEscalation(unit_id=action.unit_id or "", reason=EscalationRequestReason.REQUESTED)
-    if action.kind == "resolve":
-        return Resolve(unit_id=action.unit_id or "", resolution="simulated resolution")
-    if action.kind == "feedback":
-        assert action.rating is not None
-        return Feedback(rating=action.rating)
-    return Withdraw(reason="simulated withdrawal")
 
 
 class SimulationActivities:
@@ -49,7 +28,7 @@ class SimulationActivities:
     async def act(self, incident_id: str, action: Action) -> str | None:
         """Do the action; a refusal (the incident moved on meanwhile) is returned, not raised."""
         try:
-            await send_command(self._client, incident_id, command_for(action))
+            await send_command(self._client, incident_id, action.command())
         except WorkflowUpdateFailedError as refused:
             return str(refused.cause or refused)
         except RPCError as exc:

@@ -96,6 +96,41 @@ class RateReport:
         value = _quantile(self.resolve_seconds, q)
         return None if value is None else timedelta(seconds=value)
 
+    def add(self, state: IncidentState) -> None:
+        """Count one incident's timeline in."""
+        self.incidents += 1
+        last_resolution: timedelta | None = None
+        for step in state.timeline:
+            kind = step.kind
+            if kind is StepKind.ACCEPTED and step.within_limit:
+                self.accepted_in_time += 1
+            elif kind is StepKind.SLA_BREACHED and step.clock is ClockKind.ACCEPT:
+                self.accept_breaches += 1
+            elif kind is StepKind.RESOLVED:
+                self.resolutions += 1
+                self.resolutions_in_time += bool(step.within_limit)
+                last_resolution = step.elapsed
+            elif kind is StepKind.FEEDBACK and step.rating is not None:
+                self.ratings += 1
+                self.satisfied_ratings += step.rating is not Rating.UNSATISFIED
+            elif kind is StepKind.ESCALATED:
+                self.escalations += 1
+            elif kind is StepKind.REOPENED:
+                self.reopens += 1
+            elif kind is StepKind.CLOSED and step.outcome is not None:
+                self.closed += 1
+                outcome: Outcome = step.outcome
+                self.closures_by_outcome[outcome.value] = self.closures_by_outcome.get(outcome.value, 0) + 1
+                self.escalated_closures += bool(step.escalations)
+                if outcome.is_resolved:
+                    self.resolved_closures += 1
+                    level = step.level or ""
+                    self.resolved_closures_by_level[level] = self.resolved_closures_by_level.get(level, 0) + 1
+        if state.is_open:
+            self.open += 1
+        if last_resolution is not None and state.outcome is not None and state.outcome.is_resolved:
+            self.resolve_seconds.append(last_resolution.total_seconds())
+
     def as_dict(self, levels: list[str]) -> dict[str, Any]:
         """Counts and rates, JSON-ready."""
         counts = {k: v for k, v in asdict(self).items() if k != "resolve_seconds"}
@@ -121,40 +156,5 @@ def rate_report(states: Iterable[IncidentState]) -> RateReport:
     """Count every incident's timeline into a report."""
     report = RateReport()
     for state in states:
-        report.incidents += 1
-        last_resolution: timedelta | None = None
-        for step in state.timeline:
-            kind = step.kind
-            if kind is StepKind.ACCEPTED and step.within_limit:
-                report.accepted_in_time += 1
-            elif kind is StepKind.SLA_BREACHED and step.clock is ClockKind.ACCEPT:
-                report.accept_breaches += 1
-            elif kind is StepKind.RESOLVED:
-                report.resolutions += 1
-                report.resolutions_in_time += bool(step.within_limit)
-                last_resolution = step.elapsed
-            elif kind is StepKind.FEEDBACK and step.rating is not None:
-                report.ratings += 1
-                report.satisfied_ratings += step.rating is not Rating.UNSATISFIED
-            elif kind is StepKind.ESCALATED:
-                report.escalations += 1
-            elif kind is StepKind.REOPENED:
-                report.reopens += 1
-            elif kind is StepKind.CLOSED and step.outcome is not None:
-                report.closed += 1
-                outcome: Outcome = step.outcome
-                report.closures_by_outcome[outcome.value] = (
-                    report.closures_by_outcome.get(outcome.value, 0) + 1
-                )
-                report.escalated_closures += bool(step.escalations)
-                if outcome.is_resolved:
-                    report.resolved_closures += 1
-                    level = step.level or ""
-                    report.resolved_closures_by_level[level] = (
-                        report.resolved_closures_by_level.get(level, 0) + 1
-                    )
-        if state.is_open:
-            report.open += 1
-        if last_resolution is not None and state.outcome is not None and state.outcome.is_resolved:
-            report.resolve_seconds.append(last_resolution.total_seconds())
+        report.add(state)
     return report

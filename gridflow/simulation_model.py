@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gridflow.incident import Incident, Rating
+from gridflow.incident import Incident, Rating, Status
+from gridflow.lifecycle import (
+    Accept,
+    EscalationRequestReason,
+    Feedback,
+    IncidentState,
+    LifecycleCommand,
+    RequestEscalation,
+    Resolve,
+    StepKind,
+    Withdraw,
+)
 from gridflow.rules.durations import Delay
 
 
@@ -60,3 +71,58 @@ class Action(BaseModel):
     kind: Literal["accept", "escalate", "resolve", "feedback", "withdraw"]
     unit_id: str | None = None
     rating: Rating | None = None
+
+    def command(self) -> LifecycleCommand:
+        """The lifecycle command this action sends."""
+        if self.kind == "accept":
+            return Accept(unit_id=self.unit_id or "", handler="simulated")
+        if self.kind == "escalate":
+            return RequestEscalation(unit_id=self.unit_id or "", reason=EscalationRequestReason.REQUESTED)
+        if self.kind == "resolve":
+            return Resolve(unit_id=self.unit_id or "", resolution="simulated resolution")
+        if self.kind == "feedback":
+            assert self.rating is not None
+            return Feedback(rating=self.rating)
+        return Withdraw(reason="simulated withdrawal")
+
+
+def _last(state: IncidentState, kind: StepKind) -> datetime | None:
+    for step in reversed(state.timeline):
+        if step.kind is kind:
+            return step.at
+    return None
+
+
+def next_action(behaviour: Behaviour, state: IncidentState) -> tuple[Action, datetime] | None:
+    """What the scripted people do next, and when (None: nothing until the incident changes)."""
+    rule = state.rule
+    if rule is None or state.level is None or state.holder_unit is None:
+        return None
+    candidates: list[tuple[Action, datetime]] = []
+    if behaviour.withdraw_after is not None:
+        candidates.append((Action(kind="withdraw"), state.timeline[0].at + behaviour.withdraw_after))
+    levels = rule.rule.levels
+    index = levels.index(state.level)
+    unit = state.holder_unit
+    if state.status is Status.DISPATCHED and (wait := behaviour.accept_delay(state.level)) is not None:
+        dispatched = _last(state, StepKind.DISPATCHED)
+        assert dispatched is not None
+        solvable = behaviour.solvable_from is None or (
+            behaviour.solvable_from in levels and index >= levels.index(behaviour.solvable_from)
+        )
+        if solvable or index + 1 >= len(levels):
+            candidates.append((Action(kind="accept", unit_id=unit), dispatched + wait))
+        else:
+            candidates.append((Action(kind="escalate", unit_id=unit), dispatched + wait))
+    elif state.status is Status.ACCEPTED:
+        accepted = _last(state, StepKind.ACCEPTED)
+        assert accepted is not None
+        candidates.append((Action(kind="resolve", unit_id=unit), accepted + behaviour.resolve_after))
+    elif state.status is Status.RESOLVED:
+        rated = sum(step.kind is StepKind.FEEDBACK for step in state.timeline)
+        if rated < len(behaviour.ratings):
+            resolved = _last(state, StepKind.RESOLVED)
+            assert resolved is not None
+            feedback = Action(kind="feedback", rating=behaviour.ratings[rated])
+            candidates.append((feedback, resolved + behaviour.feedback_after))
+    return min(candidates, key=lambda pair: pair[1], default=None)

@@ -9,7 +9,7 @@ the incident's own clocks, so that time on the test server only jumps between mo
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -17,55 +17,12 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.simulation import SimulationActivities
-    from gridflow.incident import Status
-    from gridflow.lifecycle import IncidentState, IncidentSummary, StepKind
-    from gridflow.simulation_model import Action, HandlerPlan
+    from gridflow.lifecycle import IncidentState, IncidentSummary
+    from gridflow.simulation_model import HandlerPlan, next_action
     from workflows.incident import IncidentWorkflow
     from workflows.input import IncidentInput
 
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5)
-
-
-def _last(state: IncidentState, kind: StepKind) -> datetime | None:
-    for step in reversed(state.timeline):
-        if step.kind is kind:
-            return step.at
-    return None
-
-
-def next_action(plan: HandlerPlan, state: IncidentState) -> tuple[Action, datetime] | None:
-    """What the scripted people do next, and when (None: nothing until the incident changes)."""
-    behaviour, rule = plan.behaviour, state.rule
-    if rule is None or state.level is None or state.holder_unit is None:
-        return None
-    candidates: list[tuple[Action, datetime]] = []
-    if behaviour.withdraw_after is not None:
-        candidates.append((Action(kind="withdraw"), state.timeline[0].at + behaviour.withdraw_after))
-    levels = rule.rule.levels
-    index = levels.index(state.level)
-    unit = state.holder_unit
-    if state.status is Status.DISPATCHED and (wait := behaviour.accept_delay(state.level)) is not None:
-        dispatched = _last(state, StepKind.DISPATCHED)
-        assert dispatched is not None
-        solvable = behaviour.solvable_from is None or (
-            behaviour.solvable_from in levels and index >= levels.index(behaviour.solvable_from)
-        )
-        if solvable or index + 1 >= len(levels):
-            candidates.append((Action(kind="accept", unit_id=unit), dispatched + wait))
-        else:
-            candidates.append((Action(kind="escalate", unit_id=unit), dispatched + wait))
-    elif state.status is Status.ACCEPTED:
-        accepted = _last(state, StepKind.ACCEPTED)
-        assert accepted is not None
-        candidates.append((Action(kind="resolve", unit_id=unit), accepted + behaviour.resolve_after))
-    elif state.status is Status.RESOLVED:
-        rated = sum(step.kind is StepKind.FEEDBACK for step in state.timeline)
-        if rated < len(behaviour.ratings):
-            resolved = _last(state, StepKind.RESOLVED)
-            assert resolved is not None
-            feedback = Action(kind="feedback", rating=behaviour.ratings[rated])
-            candidates.append((feedback, resolved + behaviour.feedback_after))
-    return min(candidates, key=lambda pair: pair[1], default=None)
 
 
 @workflow.defn
@@ -92,7 +49,7 @@ class SimulatedHandlers:
             if state.rule is None:  # still matching its rule
                 await workflow.sleep(timedelta(seconds=1))
                 continue
-            action = next_action(plan, state)
+            action = next_action(plan.behaviour, state)
             due = state.next_due()
             wake = min((t for t in (action[1] if action else None, due) if t is not None), default=None)
             if wake is None or wake > give_up:

@@ -87,7 +87,8 @@ def apply(state: IncidentState, incident: Incident, command: LifecycleCommand, n
         case RequestEscalation():
             if state.status is Status.PAUSED:
                 _end_pause(state, now)
-            _escalate(state, incident, EscalationReason(command.reason.value), now)
+            reason = EscalationReason(command.reason.value)
+            _escalate(state, incident, reason, now, note=command.note, event_at=command.at)
         case Pause():
             _pause(state, command, now)
         case Resume():
@@ -98,7 +99,7 @@ def apply(state: IncidentState, incident: Incident, command: LifecycleCommand, n
         case Feedback():
             _feedback(state, incident, command, now)
         case Withdraw():
-            _close(state, now, Outcome.WITHDRAWN, reason=command.reason)
+            _close(state, now, Outcome.WITHDRAWN, reason=command.reason, event_at=command.at)
     return state.timeline[mark:]
 
 
@@ -150,7 +151,15 @@ def _dispatch(state: IncidentState, incident: Incident, index: int, now: datetim
         _record(state, now, StepKind.NOTIFIED, unit_id=department, reason="level_reached")
 
 
-def _escalate(state: IncidentState, incident: Incident, reason: EscalationReason, now: datetime) -> None:
+def _escalate(
+    state: IncidentState,
+    incident: Incident,
+    reason: EscalationReason,
+    now: datetime,
+    *,
+    note: str | None = None,
+    event_at: datetime | None = None,
+) -> None:
     rule = _rule(state)
     if state.level_index + 1 >= len(rule.levels):
         # Nothing is above the top level: the incident is overdue and reminded until resolved.
@@ -161,48 +170,65 @@ def _escalate(state: IncidentState, incident: Incident, reason: EscalationReason
         return
     from_level, to_level = state.level, rule.levels[state.level_index + 1]
     state.escalations += 1
-    _record(state, now, StepKind.ESCALATED, reason=reason.value, from_level=from_level, to_level=to_level)
+    _record(
+        state,
+        now,
+        StepKind.ESCALATED,
+        reason=reason.value,
+        from_level=from_level,
+        to_level=to_level,
+        note=note,
+        event_at=event_at,
+    )
     _dispatch(state, incident, state.level_index + 1, now)
 
 
 def _fire_one(state: IncidentState, incident: Incident, now: datetime) -> None:
+    """Fire the earliest thing due (on a tie: warning, breach, pause cap, feedback window, reminder)."""
     rule = _rule(state)
     clock = state.running_clock
+    due: list[tuple[datetime, int]] = []
     if clock is not None:
-        warning = clock.warning_due()
-        if warning is not None and warning[1] <= now:
-            fraction, _ = warning
-            clock.warned.append(fraction)
-            _record(
-                state, now, StepKind.SLA_WARNING, clock=clock.kind, fraction=fraction, deadline=clock.deadline
-            )
-            return
-        breach = clock.breach_due()
-        if breach is not None and breach <= now:
-            clock.breached = True
-            _record(state, now, StepKind.SLA_BREACHED, clock=clock.kind, deadline=clock.deadline)
-            reason = (
-                EscalationReason.ACCEPT_TIMEOUT
-                if clock.kind is ClockKind.ACCEPT
-                else EscalationReason.RESOLVE_TIMEOUT
-            )
-            _escalate(state, incident, reason, now)
-            return
-    if (cap := state.pause_cap_at()) is not None and cap <= now:
-        _end_pause(state, now, until=cap)
+        if (warning := clock.warning_due()) is not None:
+            due.append((warning[1], 0))
+        if (breach := clock.breach_due()) is not None:
+            due.append((breach, 1))
+    if (cap := state.pause_cap_at()) is not None:
+        due.append((cap, 2))
+    if state.status is Status.RESOLVED and state.feedback_deadline is not None:
+        due.append((state.feedback_deadline, 3))
+    if state.reminding and state.next_reminder_at is not None:
+        due.append((state.next_reminder_at, 4))
+    at, what = min(due)
+    assert at <= now, "nothing is due yet"
+    if what == 0:
+        assert clock is not None and warning is not None
+        fraction, _ = warning
+        clock.warned.append(fraction)
+        _record(
+            state, now, StepKind.SLA_WARNING, clock=clock.kind, fraction=fraction, deadline=clock.deadline
+        )
+    elif what == 1:
+        assert clock is not None
+        clock.breached = True
+        _record(state, now, StepKind.SLA_BREACHED, clock=clock.kind, deadline=clock.deadline)
+        reason = (
+            EscalationReason.ACCEPT_TIMEOUT
+            if clock.kind is ClockKind.ACCEPT
+            else EscalationReason.RESOLVE_TIMEOUT
+        )
+        _escalate(state, incident, reason, now)
+    elif what == 2:
+        _end_pause(state, now, until=at)
         _record(state, now, StepKind.RESUMED, reason="pause_cap_reached", deadline=state.resolve_deadline)
-        return
-    if state.status is Status.RESOLVED and state.feedback_deadline and state.feedback_deadline <= now:
+    elif what == 3:
         _close(state, now, Outcome.RESOLVED_UNRATED, reason="no_feedback")
-        return
-    if state.reminding and state.next_reminder_at is not None and state.next_reminder_at <= now:
+    else:
         _record(state, now, StepKind.OVERDUE_REMINDER)
         every = rule.overdue_reminder_for(state.level or "")
-        following = state.next_reminder_at + every
+        following = at + every
         # After an outage, remind once and carry on from now rather than replaying every reminder.
         state.next_reminder_at = following if following > now else now + every
-        return
-    raise AssertionError("a due clock fired nothing")  # pragma: no cover
 
 
 def _accept(state: IncidentState, command: Accept, now: datetime) -> None:
@@ -295,10 +321,27 @@ def _feedback(state: IncidentState, incident: Incident, command: Feedback, now: 
         _dispatch(state, incident, target, now)
 
 
-def _close(state: IncidentState, now: datetime, outcome: Outcome, reason: str | None = None) -> None:
+def _close(
+    state: IncidentState,
+    now: datetime,
+    outcome: Outcome,
+    reason: str | None = None,
+    event_at: datetime | None = None,
+) -> None:
+    clock = state.resolve_clock
+    if state.status is Status.PAUSED and clock is not None and clock.paused_since is not None:
+        state.paused_total += now - clock.paused_since  # a pause running at withdrawal still counts
     state.status = Status.CLOSED
     state.outcome = outcome
     state.closed_at = now
     state.accept_clock = state.resolve_clock = None
     state.feedback_deadline = state.next_reminder_at = None
-    _record(state, now, StepKind.CLOSED, outcome=outcome, reason=reason, escalations=state.escalations)
+    _record(
+        state,
+        now,
+        StepKind.CLOSED,
+        outcome=outcome,
+        reason=reason,
+        escalations=state.escalations,
+        event_at=event_at,
+    )
