@@ -3,19 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import logging
+import signal
 import sys
+import time
+from collections.abc import Coroutine, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as RichProgress
 
 from gridflow.incident import Incident
 from gridflow.rules import builtin_rule_set, format_duration, load_rule_set
 from gridflow.rules.explain import explain
 from gridflow.rules.model import RuleSet
 from gridflow.settings import Settings
-from gridflow.simulate import format_results, load_stream, simulate, write_json
+from gridflow.simulate import Engine, Progress, simulate_discrete, simulate_temporal
 from gridflow.simulation_generator import generate
+from gridflow.simulation_results import Simulation, format_simulation, write_json
+from gridflow.simulation_stream import load_stream
 from gridflow.step_text import step_details, when
 
 
@@ -33,7 +45,7 @@ def _incident(path: str) -> Incident:
 
 def rules_explain(args: argparse.Namespace, settings: Settings) -> int:
     """`gridflow rules explain EVENT_FILE`: the matching rule, and the timeline if nobody acts."""
-    rules = _rules(args.rules_file or settings.rules_file)
+    rules = _rules(settings.rules_file)
     incident = _incident(args.file)
     explanation = explain(rules, incident, reminders=args.reminders)
     print(
@@ -55,33 +67,82 @@ def rules_explain(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def run_simulation(args: argparse.Namespace, settings: Settings) -> int:
-    """`gridflow simulate --incidents FILE`: the stream through the real workflow, the rates printed."""
-    stream = load_stream(Path(args.incidents))
+def run_simulation(args: argparse.Namespace, settings: Settings) -> int | Coroutine[Any, Any, int]:
+    """`gridflow simulate --incidents FILE`: the stream on the rules (and --compare), the rates printed."""
+    path = Path(args.incidents)
+    rule_sets = [(settings.rules_file or "built-in", _rules(settings.rules_file))]
+    if args.compare:
+        rule_sets.append((args.compare, _rules(args.compare)))
+    engine = Engine(args.engine)
+    show_progress = sys.stderr.isatty() if args.progress is None else args.progress
+    if engine is Engine.DISCRETE:
+        with _progress_bar(show_progress, "simulating") as progress:
+            simulation = simulate_discrete(path, rule_sets, progress=progress)
+        return _report(simulation, args)
+    return _simulate_on_temporal(path, rule_sets, show_progress, args)
+
+
+async def _simulate_on_temporal(
+    path: Path, rule_sets: list[tuple[str, RuleSet]], show_progress: bool, args: argparse.Namespace
+) -> int:
+    stream = load_stream(path)
     # Thousands of simulated incidents would flood the console with their workflows' log lines.
     for noisy in ("temporalio", "gridflow.steps"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
-    runs = [
-        (args.rules_file or settings.rules_file or "built-in", _rules(args.rules_file or settings.rules_file))
-    ]
-    if args.compare:
-        runs.append((args.compare, _rules(args.compare)))
-    results = []
-    for name, rules in runs:
-        print(
-            f"simulating {len(stream)} incidents on {name} (rules version {rules.version})", file=sys.stderr
-        )
+    # Ctrl-C or SIGTERM cancels the run, so the test server it started is stopped with it.
+    with _progress_bar(show_progress, "simulating on Temporal") as progress:
+        run = asyncio.ensure_future(simulate_temporal(stream, rule_sets, progress=progress))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, run.cancel)
+        try:
+            simulation = await run
+        except asyncio.CancelledError:
+            raise KeyboardInterrupt from None
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+    return _report(simulation, args)
 
-        def progress(done: int, total: int) -> None:
-            print(f"\r  {done}/{total} incidents followed to the end", end="", file=sys.stderr, flush=True)
 
-        results.append((name, await simulate(stream, rules, progress=progress)))
-        print(file=sys.stderr)
-    print(format_results(results))
+def _report(simulation: Simulation, args: argparse.Namespace) -> int:
+    print(format_simulation(simulation))
     if args.json:
-        write_json(Path(args.json), results)
+        write_json(Path(args.json), simulation)
         print(f"results written to {args.json}", file=sys.stderr)
     return 0
+
+
+@contextlib.contextmanager
+def _progress_bar(show: bool, title: str) -> Iterator[Progress | None]:
+    """A progress bar on the terminal (simulated date, incidents done, rate), or nothing."""
+    if not show:
+        yield None
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("incidents"),
+        TextColumn("{task.fields[date]}"),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[rate]}"),
+    )
+    with RichProgress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(title, total=None, date="", rate="")
+        started = time.monotonic()
+
+        def progress(at: datetime | None, done: int, total: int) -> None:
+            elapsed = time.monotonic() - started
+            bar.update(
+                task,
+                completed=done,
+                total=total,
+                date=f"simulated {at:%Y-%m-%d %H:%M}" if at is not None else "",
+                rate=f"{done / elapsed:,.0f}/s" if elapsed > 0 else "",
+            )
+
+        yield progress
 
 
 def generate_stream(args: argparse.Namespace, settings: Settings) -> int:

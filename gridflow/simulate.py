@@ -1,125 +1,208 @@
-"""`gridflow simulate`: replay a stream of incidents through the real IncidentWorkflow in accelerated time.
+"""`gridflow simulate`: what a rules file does to the rates, before it is deployed.
 
-Each run gets its own time-skipping test server, worker and rules: the incidents are started by
-scripted handler workflows (workflows/simulated_handlers.py) at their report moments, and the server
-jumps over every stretch of time in which nothing is due. The rates of the closed loop come out of the
-incidents' own timelines (gridflow/rates.py), the same definitions as the Prometheus rules.
+Two engines run the same lifecycle rules (gridflow.lifecycle) and the same scripted people
+(gridflow.simulation_model):
+- `discrete` (the default): the discrete-event engine (gridflow.simulation_engine) drives the core
+  directly, thousands of incidents per second, streaming the input in bounded memory;
+- `temporal`: the real IncidentWorkflow on a time-skipping Temporal test server, each incident's people
+  played by a workflow beside it (workflows/simulated_handlers.py). Slow, and there to prove the first:
+  on the same grid of instants both give the same timelines.
+The rates come out of the incidents' own timelines (gridflow/rates.py), the definitions the Prometheus
+rules use.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
-from pydantic import ValidationError
+from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.simulation import SimulationActivities
 from gridflow.binaries import find_binary
 from gridflow.incidents import incident_state
-from gridflow.rates import RateReport, rate_report
+from gridflow.lifecycle import IncidentState
+from gridflow.lifecycle.resolution import ceil_to
 from gridflow.rules.loader import RulesSource
 from gridflow.rules.model import RuleSet
-from gridflow.simulation_model import HandlerPlan, SimulatedIncident
+from gridflow.simulation_engine import Finished, run_discrete
+from gridflow.simulation_model import HORIZON, HandlerPlan, SimulatedIncident
+from gridflow.simulation_results import Breakdown, Fate, Pairing, Simulation, SimulationResult, ladder_levels
+from gridflow.simulation_stream import check_stream, read_stream
 from gridflow.temporal import register_search_attributes
 from gridflow.worker import build_worker
 from workflows.simulated_handlers import SimulatedHandlers, SimulationRun
 
-Progress = Callable[[int, int], None]
+# (simulated instant or None, incidents finished, incidents in all)
+Progress = Callable[[datetime | None, int, int], None]
+NamedRules = tuple[str, RuleSet]
 CHUNK = 500  # incidents per driver workflow, to keep its input well under the payload limit
+# The Temporal engine counts time in whole seconds: the test server's jitter (milliseconds per timer
+# and command) vanishes on that grid. Pass the same resolution to the discrete engine to compare them.
+TEMPORAL_RESOLUTION = timedelta(seconds=1)
+WEEK = timedelta(days=7)
 
 
-class StreamError(ValueError):
-    """A simulation stream with a bad line (the message names the file and the line)."""
+class Engine(StrEnum):
+    """The simulation engines."""
+
+    DISCRETE = "discrete"
+    TEMPORAL = "temporal"
 
 
-def load_stream(path: Path) -> list[SimulatedIncident]:
-    """Read a JSON-lines stream; every bad line is reported with its number."""
-    incidents, problems = [], []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            incidents.append(SimulatedIncident.model_validate_json(line))
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"])
-            problems.append(f"{path}:{number}: {where}: {first['msg']}")
-    if problems:
-        raise StreamError(
-            "\n".join(problems[:20]) + (f"\n... and {len(problems) - 20} more" if len(problems) > 20 else "")
-        )
-    if not incidents:
-        raise StreamError(f"{path}: no incidents")
-    ids = [item.incident.incident_id for item in incidents]
-    if len(set(ids)) != len(ids):
-        raise StreamError(f"{path}: incident ids must be unique in a stream")
-    return incidents
-
-
-def plans(stream: Iterable[SimulatedIncident]) -> list[HandlerPlan]:
-    """Each incident with its delay from the first report of the stream."""
-    items = list(stream)
-    start = min(item.incident.reported_at for item in items)
-    return [
-        HandlerPlan(incident=item.incident, behaviour=item.behaviour, delay=item.incident.reported_at - start)
-        for item in items
-    ]
-
-
-@dataclass
-class SimulationResult:
-    """What a simulation run measured."""
-
-    rules_version: str
-    levels: list[str]
-    report: RateReport
-    incidents: int
-    simulated: timedelta  # simulated time from the first report to the last closure
-    wall_seconds: float
-
-    @property
-    def incidents_per_second(self) -> float:
-        """Simulated incidents per wall-clock second."""
-        return self.incidents / self.wall_seconds if self.wall_seconds else 0.0
-
-    @property
-    def days_per_second(self) -> float:
-        """Simulated days per wall-clock second."""
-        return self.simulated / timedelta(days=1) / self.wall_seconds if self.wall_seconds else 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready."""
-        return {
-            "rules_version": self.rules_version,
-            "incidents": self.incidents,
-            "simulated_seconds": self.simulated.total_seconds(),
-            "wall_seconds": round(self.wall_seconds, 3),
-            "incidents_per_second": round(self.incidents_per_second, 2),
-            "simulated_days_per_second": round(self.days_per_second, 2),
-            **self.report.as_dict(self.levels),
-        }
-
-
-async def simulate(
-    stream: list[SimulatedIncident],
-    rules: RuleSet,
+def simulate_discrete(
+    path: Path,
+    rule_sets: list[NamedRules],
     *,
     progress: Progress | None = None,
-    concurrency: int = 200,
-) -> SimulationResult:
-    """Run the stream on the rules; `progress(done, total)` is called as incidents close."""
+    resolution: timedelta | None = None,
+    horizon: timedelta = HORIZON,
+    finished: Finished | None = None,
+) -> Simulation:
+    """Run a stream file on one or two rule sets with the discrete-event engine, in one pass."""
+    info = check_stream(path)
     started = time.monotonic()
+    breakdowns = [Breakdown() for _ in rule_sets]
+    pairing = Pairing() if len(rule_sets) == 2 else None
+    done = 0
+
+    def count(lane: int, item: SimulatedIncident, state: IncidentState) -> None:
+        nonlocal done
+        breakdowns[lane].add(state)
+        if pairing is not None:
+            pairing.add(lane, item.incident.incident_id, Fate.of(state))
+        if finished is not None:
+            finished(lane, item, state)
+
+    def progressed(at: datetime, cases: int) -> None:
+        if progress is not None:
+            progress(at, cases // len(rule_sets), info.incidents)
+
+    last = run_discrete(
+        read_stream(path),
+        [rules for _, rules in rule_sets],
+        count,
+        horizon=horizon,
+        resolution=resolution,
+        progressed=progressed,
+        progress_every=max(1, min(5000, info.incidents // 100)) * len(rule_sets),
+    )
+    first = ceil_to(info.first_report.astimezone(UTC), resolution)
+    span = (last - first) if last is not None else timedelta(0)
+    return Simulation(
+        engine=Engine.DISCRETE.value,
+        incidents=info.incidents,
+        wall_seconds=time.monotonic() - started,
+        results=[
+            SimulationResult(
+                name=name,
+                rules_version=rules.version,
+                levels=ladder_levels(rules),
+                breakdown=breakdown,
+                simulated=span,
+            )
+            for (name, rules), breakdown in zip(rule_sets, breakdowns, strict=True)
+        ],
+        changes=pairing.changes if pairing is not None else None,
+    )
+
+
+async def simulate_temporal(
+    stream: list[SimulatedIncident],
+    rule_sets: list[NamedRules],
+    *,
+    progress: Progress | None = None,
+    resolution: timedelta | None = TEMPORAL_RESOLUTION,
+    horizon: timedelta = HORIZON,
+    finished: Finished | None = None,
+) -> Simulation:
+    """Run the stream on each rule set through the real workflow on a time-skipping test server."""
+    started = time.monotonic()
+    results, fates = [], []
+    for lane, (name, rules) in enumerate(rule_sets):
+        states, span = await _run_on_test_server(stream, rules, progress, resolution, horizon)
+        breakdown = Breakdown()
+        for item, state in zip(stream, states, strict=True):
+            breakdown.add(state)
+            if finished is not None:
+                finished(lane, item, state)
+        fates.append([Fate.of(state) for state in states])
+        results.append(
+            SimulationResult(
+                name=name,
+                rules_version=rules.version,
+                levels=ladder_levels(rules),
+                breakdown=breakdown,
+                simulated=span,
+            )
+        )
+    changes = None
+    if len(rule_sets) == 2:
+        pairing = Pairing()
+        for lane, lane_fates in enumerate(fates):
+            for item, fate in zip(stream, lane_fates, strict=True):
+                pairing.add(lane, item.incident.incident_id, fate)
+        changes = pairing.changes
+    return Simulation(
+        engine=Engine.TEMPORAL.value,
+        incidents=len(stream),
+        wall_seconds=time.monotonic() - started,
+        results=results,
+        changes=changes,
+    )
+
+
+def plans(
+    stream: Iterable[SimulatedIncident], now: datetime, resolution: timedelta | None, horizon: timedelta
+) -> list[HandlerPlan]:
+    """The Temporal engine's plans: every report on the test server's clock, which starts at the real
+    present and only runs forward. A stream dated in the future plays on its own instants; one in the
+    past is moved ahead by whole weeks (weekdays and hours of day stay; holidays may then fall elsewhere).
+    """
+    items = list(stream)
+    first = min(item.incident.reported_at for item in items)
+    shift = timedelta(0)
+    while first + shift < now:
+        shift += WEEK
+    result = []
+    for item in items:
+        incident = item.incident
+        if shift:
+            incident = incident.model_copy(update={"reported_at": incident.reported_at + shift})
+        report_at = ceil_to(incident.reported_at.astimezone(UTC), resolution)
+        result.append(
+            HandlerPlan(
+                incident=incident,
+                behaviour=item.behaviour,
+                report_at=report_at,
+                horizon=horizon,
+                resolution=resolution,
+            )
+        )
+    return result
+
+
+async def _run_on_test_server(
+    stream: list[SimulatedIncident],
+    rules: RuleSet,
+    progress: Progress | None,
+    resolution: timedelta | None,
+    horizon: timedelta,
+) -> tuple[list[IncidentState], timedelta]:
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter, test_server_existing_path=find_binary("temporal-test-server")
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=find_binary("temporal-test-server"),
+        # The default 5 s is too short for a loaded machine's first start of the Java server.
+        test_server_startup_timeout=timedelta(seconds=60),
     )
     async with env:
         await register_search_attributes(env.client, env.client.namespace)
@@ -137,8 +220,7 @@ async def simulate(
             extra_activities=[handlers.observe, handlers.act],
         )
         async with worker:
-            first = await env.get_current_time()
-            all_plans = plans(stream)
+            all_plans = plans(stream, await env.get_current_time(), resolution, horizon)
             runs = [
                 await env.client.start_workflow(
                     SimulationRun.run,
@@ -152,7 +234,7 @@ async def simulate(
             async def report_progress() -> None:
                 while progress is not None:
                     done = sum([await run.query(SimulationRun.done) for run in runs])
-                    progress(done, len(all_plans))
+                    progress(None, done, len(all_plans))
                     await asyncio.sleep(1)
 
             reporter = asyncio.create_task(report_progress())
@@ -162,80 +244,15 @@ async def simulate(
                     await run.result()
             finally:
                 reporter.cancel()
+                with contextlib.suppress(asyncio.CancelledError, RPCError):
+                    await reporter
             if progress is not None:
-                progress(len(all_plans), len(all_plans))
-            states = [await incident_state(env.client, item.incident.incident_id) for item in stream]
-            last = max((s.closed_at for s in states if s.closed_at is not None), default=first)
-    levels = sorted(
-        {level for rule in rules.rules for level in rule.levels},
-        key=lambda level: min(rule.levels.index(level) for rule in rules.rules if level in rule.levels),
-    )
-    return SimulationResult(
-        rules_version=rules.version,
-        levels=levels,
-        report=rate_report(states),
-        incidents=len(stream),
-        simulated=last - first,
-        wall_seconds=time.monotonic() - started,
-    )
+                progress(None, len(all_plans), len(all_plans))
+            states = [await _final_state(env.client, plan) for plan in all_plans]
+    first = min(plan.report_at for plan in all_plans)
+    last = max(step.at for state in states for step in state.timeline)
+    return states, last - first
 
 
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1%}"
-
-
-def _duration(value: timedelta | None) -> str:
-    if value is None:
-        return "-"
-    minutes = int(value.total_seconds() // 60)
-    return f"{minutes // 60}h{minutes % 60:02d}m"
-
-
-def format_results(results: list[tuple[str, SimulationResult]]) -> str:
-    """The rates of one or more runs side by side, as a text table."""
-    levels: list[str] = []
-    for _, result in results:
-        levels += [level for level in result.levels if level not in levels]
-    rows: list[tuple[str, list[str]]] = [
-        ("incidents", [str(r.incidents) for _, r in results]),
-        ("closed", [str(r.report.closed) for _, r in results]),
-        ("response rate", [_percent(r.report.response_rate) for _, r in results]),
-        ("resolution rate", [_percent(r.report.resolution_rate) for _, r in results]),
-        ("satisfaction rate", [_percent(r.report.satisfaction_rate) for _, r in results]),
-        ("on-time rate", [_percent(r.report.on_time_rate) for _, r in results]),
-        ("escalation rate", [_percent(r.report.escalation_rate) for _, r in results]),
-        ("escalations", [str(r.report.escalations) for _, r in results]),
-        ("reopens", [str(r.report.reopens) for _, r in results]),
-    ]
-    for level in levels:
-        rows.append(
-            (
-                f"contained by {level}",
-                [_percent(r.report.containment(r.levels).get(level)) for _, r in results],
-            )
-        )
-    rows += [
-        ("time to resolve p50", [_duration(r.report.time_to_resolve(0.5)) for _, r in results]),
-        ("time to resolve p90", [_duration(r.report.time_to_resolve(0.9)) for _, r in results]),
-        ("simulated days", [f"{r.simulated / timedelta(days=1):.1f}" for _, r in results]),
-        ("wall seconds", [f"{r.wall_seconds:.1f}" for _, r in results]),
-        ("incidents / second", [f"{r.incidents_per_second:.1f}" for _, r in results]),
-        ("simulated days / second", [f"{r.days_per_second:.2f}" for _, r in results]),
-    ]
-    header = ["", *(name for name, _ in results)]
-    widths = [max(len(row[0]) for row in rows)] + [
-        max(len(header[i + 1]), *(len(row[1][i]) for row in rows)) for i in range(len(results))
-    ]
-    lines = [
-        "  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(header))
-    ]
-    for label, cells in rows:
-        lines.append(
-            "  ".join([label.ljust(widths[0]), *(c.rjust(widths[i + 1]) for i, c in enumerate(cells))])
-        )
-    return "\n".join(lines)
-
-
-def write_json(path: Path, results: list[tuple[str, SimulationResult]]) -> None:
-    """Write the runs' results as JSON."""
-    path.write_text(json.dumps({name: result.as_dict() for name, result in results}, indent=2) + "\n")
+async def _final_state(client: Client, plan: HandlerPlan) -> IncidentState:
+    return await incident_state(client, plan.incident.incident_id)

@@ -21,6 +21,9 @@ from gridflow.lifecycle import (
 )
 from gridflow.rules.durations import Delay
 
+# How long after its report a simulated incident is followed; one still open then stays open.
+HORIZON = timedelta(days=30)
+
 
 class Behaviour(BaseModel):
     """How the handlers and the resident of one incident behave.
@@ -57,12 +60,14 @@ class SimulatedIncident(BaseModel):
 
 
 class HandlerPlan(BaseModel):
-    """A simulated incident with the delay from the start of the simulation to its report."""
+    """A simulated incident as the Temporal engine plays it: when it is reported on the test server's
+    clock, how its people behave, and the grid its instants are counted on."""
 
     incident: Incident
     behaviour: Behaviour
-    delay: timedelta
-    horizon: timedelta = timedelta(days=30)  # how long after its report the incident is followed
+    report_at: datetime  # on the test server's clock
+    horizon: timedelta = HORIZON  # how long after its report the incident is followed
+    resolution: timedelta | None = None  # see gridflow.lifecycle.resolution
 
 
 class Action(BaseModel):

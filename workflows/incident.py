@@ -9,7 +9,7 @@ whose validator asks the core for its refusal, and keeps the search attributes i
 from __future__ import annotations
 
 import contextlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from temporalio import workflow
@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         StepKind,
         Withdraw,
     )
+    from gridflow.lifecycle.resolution import ceil_to, floor_to
     from workflows import search_attributes as sa
     from workflows.input import IncidentInput
 
@@ -62,11 +63,12 @@ class IncidentWorkflow:
     @workflow.init
     def __init__(self, input: IncidentInput) -> None:
         self._incident: Incident = input.incident
+        self._resolution = input.clock_resolution
         self._reported: list[Step] = []  # the report's step, taken (search attributes) when the run starts
         if input.carried is not None:
             self._state: IncidentState = input.carried
         else:
-            self._state, self._reported = lifecycle.report(self._incident, workflow.now())
+            self._state, self._reported = lifecycle.report(self._incident, self._now())
         # A carried-over state was fully published before continue-as-new.
         self._published = len(input.carried.timeline) if input.carried else 0
         self._search_attributes: tuple[str | None, str] | None = None
@@ -88,23 +90,30 @@ class IncidentWorkflow:
             workflow.logger.info(
                 "incident matched rule %s (rules version %s)", snapshot.rule.name, snapshot.rules_version
             )
-            self._took(lifecycle.start(state, self._incident, snapshot, workflow.now()))
+            self._took(lifecycle.start(state, self._incident, snapshot, self._now()))
 
         while True:
-            self._took(lifecycle.fire_due(state, self._incident, workflow.now()))
+            self._took(lifecycle.fire_due(state, self._incident, self._now()))
             await self._publish()
             if not state.is_open:
                 break
             if workflow.info().is_continue_as_new_suggested() and workflow.all_handlers_finished():
-                workflow.continue_as_new(IncidentInput(incident=self._incident, carried=state))
+                workflow.continue_as_new(
+                    IncidentInput(incident=self._incident, carried=state, clock_resolution=self._resolution)
+                )
             due = lifecycle.next_due(state)
-            timeout = None if due is None else max(due - workflow.now(), timedelta(milliseconds=1))
+            wake = None if due is None else ceil_to(due, self._resolution)
+            timeout = None if wake is None else max(wake - workflow.now(), timedelta(milliseconds=1))
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(self._has_unpublished, timeout=timeout)
 
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._publish()
         return IncidentSummary.of(state)
+
+    def _now(self) -> datetime:
+        """The instant the core is given: the workflow's time (on a simulation's grid, if it has one)."""
+        return floor_to(workflow.now(), self._resolution)
 
     def _has_unpublished(self) -> bool:
         return self._published < len(self._state.timeline)
@@ -171,7 +180,7 @@ class IncidentWorkflow:
         await workflow.wait_condition(self._started)
         state = self._state
         _refuse(lifecycle.refusal(state, command))
-        self._took(lifecycle.apply(state, self._incident, command, workflow.now()))
+        self._took(lifecycle.apply(state, self._incident, command, self._now()))
         return IncidentSummary.of(state)
 
     def _started(self) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from pydantic import BaseModel
 
 from gridflow.incident import Incident
@@ -13,3 +15,6 @@ class IncidentInput(BaseModel):
 
     incident: Incident
     carried: IncidentState | None = None
+    # Simulations on the time-skipping server only: count time on a grid of this resolution, so the
+    # server's few milliseconds of jitter per timer and command vanish (gridflow.lifecycle.resolution).
+    clock_resolution: timedelta | None = None

@@ -18,11 +18,14 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from activities.simulation import SimulationActivities
     from gridflow.lifecycle import IncidentState, IncidentSummary
+    from gridflow.lifecycle.resolution import ceil_to, floor_to
     from gridflow.simulation_model import HandlerPlan, next_action
     from workflows.incident import IncidentWorkflow
     from workflows.input import IncidentInput
 
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5)
+# How long to wait for the incident to take its rule or fire a due clock: well inside a grid's step.
+LOOK_AGAIN = timedelta(milliseconds=50)
 
 
 @workflow.defn
@@ -32,33 +35,38 @@ class SimulatedHandlers:
     @workflow.run
     async def run(self, plan: HandlerPlan) -> IncidentSummary:
         """Play the plan; return the incident's result."""
-        if plan.delay > timedelta(0):
-            await workflow.sleep(plan.delay)
+        if plan.report_at > workflow.now():
+            await workflow.sleep(plan.report_at - workflow.now())
         incident = await workflow.start_child_workflow(
             IncidentWorkflow.run,
-            IncidentInput(incident=plan.incident),
+            IncidentInput(incident=plan.incident, clock_resolution=plan.resolution),
             id=plan.incident.workflow_id,
             parent_close_policy=ParentClosePolicy.ABANDON,
         )
         incident_id = plan.incident.incident_id
-        give_up = workflow.now() + plan.horizon
+        give_up = plan.report_at + plan.horizon
         while True:
             state = await self._observe(incident_id)
             if not state.is_open:
                 break
             if state.rule is None:  # still matching its rule
-                await workflow.sleep(timedelta(seconds=1))
+                await workflow.sleep(LOOK_AGAIN)
                 continue
+            now = floor_to(workflow.now(), plan.resolution)
             action = next_action(plan.behaviour, state)
+            acting_at = None if action is None else ceil_to(action[1], plan.resolution)
             due = state.next_due()
-            wake = min((t for t in (action[1] if action else None, due) if t is not None), default=None)
+            due_at = None if due is None else ceil_to(due, plan.resolution)
+            wake = min((t for t in (acting_at, due_at) if t is not None), default=None)
             if wake is None or wake > give_up:
-                # Nobody acts before the horizon: leave the incident open, as it would be in the city.
+                # Nothing happens before the horizon: the incident is left open, as it would be in the
+                # city, and stopped where it is, so its clocks do not run on while others play.
+                await workflow.get_external_workflow_handle(plan.incident.workflow_id).cancel()
                 return IncidentSummary.of(state)
-            if wake > workflow.now():
+            if wake > now:
                 await workflow.sleep(wake - workflow.now())
                 continue  # look again: the incident may have moved meanwhile
-            if action is not None and action[1] <= workflow.now():
+            if action is not None and (due_at is None or due_at > now):
                 await workflow.execute_activity_method(
                     SimulationActivities.act,
                     args=[incident_id, action[0]],
@@ -66,7 +74,9 @@ class SimulatedHandlers:
                     retry_policy=RETRY,
                 )
             else:
-                await workflow.sleep(timedelta(seconds=1))  # the incident's clock is due: let it fire
+                # The incident's clock is due at this instant: it fires first (as in the discrete-event
+                # engine), then the people act on what it did.
+                await workflow.sleep(LOOK_AGAIN)
         return await incident
 
     async def _observe(self, incident_id: str) -> IncidentState:

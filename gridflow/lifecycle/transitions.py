@@ -75,7 +75,12 @@ def fire_due(state: IncidentState, incident: Incident, now: datetime) -> list[St
 
 
 def apply(state: IncidentState, incident: Incident, command: LifecycleCommand, now: datetime) -> list[Step]:
-    """Apply a lifecycle command at `now`; raises Refused (state untouched) when it is not allowed."""
+    """Apply a lifecycle command at `now`; raises Refused (state untouched) when it is not allowed.
+
+    What was due before `now` should have fired first (`fire_due`): the workflow's handlers wait a turn
+    after the timers of their activation, the simulator fires before people act. Applied to a state with
+    a clock overdue, an acceptance would count as in time.
+    """
     if (problem := refusal(state, command)) is not None:
         raise Refused(problem)
     mark = len(state.timeline)

@@ -1,4 +1,4 @@
-"""`gridflow simulate`: the real workflow in accelerated time gives the rates computed by hand."""
+"""`gridflow simulate`: both engines give the rates computed by hand; comparisons say what changed."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ from pathlib import Path
 import pytest
 
 from gridflow.incident import Rating
+from gridflow.rates import RateReport
 from gridflow.rules import builtin_rule_set, parse_rule_set
-from gridflow.simulate import StreamError, format_results, load_stream, simulate, write_json
+from gridflow.simulate import simulate_discrete, simulate_temporal
 from gridflow.simulation_generator import generate
 from gridflow.simulation_model import Behaviour, SimulatedIncident
+from gridflow.simulation_results import format_simulation, write_json
+from gridflow.simulation_stream import StreamError, load_stream
 from tests.conftest import make_incident
 
 START = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
@@ -56,10 +59,15 @@ def stream() -> list[SimulatedIncident]:
     ]
 
 
-async def test_simulating_a_small_stream_gives_the_rates_computed_by_hand() -> None:
-    result = await simulate(stream(), builtin_rule_set())
-    report = result.report
+def write(tmp_path: Path, items: list[SimulatedIncident], name: str = "stream.jsonl") -> Path:
+    """The stream as a JSON-lines file."""
+    path = tmp_path / name
+    path.write_text("".join(item.model_dump_json() + "\n" for item in items))
+    return path
 
+
+def assert_hand_computed(report: RateReport) -> None:
+    """The rates of `stream()`, worked out by hand."""
     assert (report.incidents, report.closed, report.open) == (5, 5, 0)
     assert report.closures_by_outcome == {"resolved": 3, "resolved_unrated": 1, "withdrawn": 1}
     assert report.response_rate == pytest.approx(6 / 7)  # 6 accepted in time, 1 accept breach
@@ -77,9 +85,24 @@ async def test_simulating_a_small_stream_gives_the_rates_computed_by_hand() -> N
     assert min(report.resolve_seconds) == pytest.approx(4.5 * 3600, abs=1)
 
 
-async def test_compare_shows_what_a_stricter_grid_limit_does(tmp_path: Path) -> None:
-    strict = parse_rule_set(
-        """
+def test_the_discrete_engine_gives_the_rates_computed_by_hand(tmp_path: Path) -> None:
+    simulation = simulate_discrete(write(tmp_path, stream()), [("built-in", builtin_rule_set())])
+
+    assert simulation.engine == "discrete"
+    assert_hand_computed(simulation.results[0].report)
+    parts = simulation.results[0].breakdown
+    assert set(parts.by_district) == {"d-huangpu"} and parts.by_district["d-huangpu"].incidents == 5
+    assert set(parts.by_category) == {"street_lamp"} and set(parts.by_rule) == {"default"}
+
+
+async def test_the_real_workflow_on_the_temporal_engine_gives_the_same_rates() -> None:
+    simulation = await simulate_temporal(stream(), [("built-in", builtin_rule_set())])
+
+    assert simulation.engine == "temporal"
+    assert_hand_computed(simulation.results[0].report)
+
+
+STRICT = """
 version: strict-1
 rules:
   - name: strict
@@ -87,23 +110,40 @@ rules:
       grid:     {accept: 15m, resolve: 24h}
       street:   {accept: 4h, resolve: 48h}
       district: {accept: 8h, resolve: 5d}
-""",
-        "strict.yaml",
-    )
-    baseline = await simulate(stream(), builtin_rule_set())
-    stricter = await simulate(stream(), strict)
+"""
 
-    assert (
-        stricter.report.escalations > baseline.report.escalations
-    )  # the grid's 20-30 minute accepts are late now
-    assert stricter.report.containment(["grid"])["grid"] == 0.0
-    table = format_results([("built-in", baseline), ("strict", stricter)])
-    assert "built-in" in table and "strict" in table and "escalation rate" in table
+
+def test_compare_shows_what_a_stricter_grid_limit_does_and_which_incidents_changed(tmp_path: Path) -> None:
+    strict = parse_rule_set(STRICT, "strict.yaml")
+    simulation = simulate_discrete(
+        write(tmp_path, stream()), [("strict", strict), ("built-in", builtin_rule_set())]
+    )
+    tried, baseline = (result.report for result in simulation.results)
+
+    assert tried.escalations > baseline.escalations  # the grid's 20-30 minute accepts are late now
+    assert tried.containment(["grid"])["grid"] == 0.0
+    changes = simulation.changes
+    assert changes is not None
+    # Now the grid's accept clock runs out at 15 minutes: incident 1 (accepted at 30) and incident 5
+    # (withdrawn at an hour) go to the street; incident 3 was passed up at 20 minutes anyway, but now by
+    # a breach; incidents 2 and 4 breached and escalated under both.
+    assert (changes.compared, changes.escalated_now, changes.no_longer_escalated) == (5, 2, 0)
+    assert (changes.breached_now, changes.no_longer_breached) == (3, 0)
+    assert sorted(changes.examples["escalated_now"]) == ["hand-1", "hand-5"]
+    assert sorted(changes.examples["breached_now"]) == ["hand-1", "hand-3", "hand-5"]
+    table = format_simulation(simulation)
+    assert "strict" in table and "built-in" in table and "escalation rate" in table and "difference" in table
+    assert "escalated where they were not: 2" in table
     out = tmp_path / "results.json"
-    write_json(out, [("built-in", baseline), ("strict", stricter)])
+    write_json(out, simulation)
     saved = json.loads(out.read_text())
-    assert saved["strict"]["rates"]["containment"]["grid"] == 0.0
-    assert saved["built-in"]["incidents"] == 5
+    assert saved["rule_sets"]["strict"]["rates"]["containment"]["grid"] == 0.0
+    assert saved["rule_sets"]["built-in"]["incidents"] == 5
+    assert saved["rule_sets"]["strict"]["by_district"]["d-huangpu"]["counts"]["incidents"] == 5
+    assert tried.escalation_rate is not None and baseline.escalation_rate is not None
+    difference = tried.escalation_rate - baseline.escalation_rate
+    assert saved["difference"]["escalation"] == pytest.approx(difference)
+    assert saved["changes"]["escalated_now"] == 2
 
 
 def test_a_generated_stream_is_realistic_and_the_same_for_the_same_seed(tmp_path: Path) -> None:
@@ -126,3 +166,15 @@ def test_a_bad_stream_line_is_reported_with_its_line_number(tmp_path: Path) -> N
     path.write_text(good + "\n" + '{"incident": {"incident_id": "x"}}\n')
     with pytest.raises(StreamError, match=r"bad.jsonl:2: incident\.category: Field required"):
         load_stream(path)
+
+
+def test_a_stream_out_of_report_order_or_with_a_repeated_id_is_refused_line_by_line(tmp_path: Path) -> None:
+    first, second, *_ = stream()
+    path = write(tmp_path, [second, first, second], "shuffled.jsonl")
+    with pytest.raises(StreamError) as refused:
+        load_stream(path)
+    assert str(refused.value).splitlines() == [
+        f"{path}:2: reported at {first.incident.reported_at.isoformat()}, before the line above: "
+        "a stream must be in report order (generate-stream writes it so)",
+        f"{path}:3: incident id 'hand-2' appears twice",
+    ]
