@@ -89,7 +89,7 @@ class Sizes:
     simulation_large: int  # incidents in the large stream (--large), run in a fresh process for its RSS
     simulation_large_days: int  # days the large stream spans
     simulation_fidelity: int  # incidents of the differential run, both engines (--large)
-    simulation_seconds: float  # time bound of each `gridflow simulate` child process
+    simulation_seconds: float  # time bound of each simulation run (fresh process, Temporal, differential)
     stage_seconds: float  # time bound of any one waiting stage
 
     @classmethod
@@ -117,7 +117,7 @@ class Sizes:
 
     @classmethod
     def quick(cls) -> Sizes:
-        """The quick run: a few minutes, to check that everything works (--large: on small streams)."""
+        """The quick run: about a minute, to check that everything works (--large: small streams)."""
         return cls(
             ingest=100,
             ingest_sqlite=30,
@@ -1490,7 +1490,7 @@ def meta(quick: bool, wall: float, only: list[str], large: bool) -> dict[str, An
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks; print the table; write the JSON."""
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, a few minutes: checks it works")
+    parser.add_argument("--quick", action="store_true", help="small sizes, about a minute: checks it works")
     parser.add_argument(
         "--json", type=Path, default=None, help="write the figures here (e.g. bench/results.json)"
     )

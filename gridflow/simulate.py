@@ -73,11 +73,13 @@ def simulate_discrete(
     started = time.monotonic()
     breakdowns = [Breakdown() for _ in rule_sets]
     pairing = Pairing() if len(rule_sets) == 2 else None
-    done = 0
+    last_steps: list[datetime | None] = [None for _ in rule_sets]  # each rule set's latest step
 
     def count(lane: int, item: SimulatedIncident, state: IncidentState) -> None:
-        nonlocal done
         breakdowns[lane].add(state)
+        latest = last_steps[lane]
+        if state.timeline and (latest is None or state.timeline[-1].at > latest):
+            last_steps[lane] = state.timeline[-1].at
         if pairing is not None:
             pairing.add(lane, item.incident.incident_id, Fate.of(state))
         if finished is not None:
@@ -87,7 +89,7 @@ def simulate_discrete(
         if progress is not None:
             progress(at, cases // len(rule_sets), info.incidents)
 
-    last = run_discrete(
+    run_discrete(
         read_stream(path),
         [rules for _, rules in rule_sets],
         count,
@@ -97,7 +99,6 @@ def simulate_discrete(
         progress_every=max(1, min(5000, info.incidents // 100)) * len(rule_sets),
     )
     first = ceil_to(info.first_report.astimezone(UTC), resolution)
-    span = (last - first) if last is not None else timedelta(0)
     return Simulation(
         engine=Engine.DISCRETE.value,
         incidents=info.incidents,
@@ -108,9 +109,9 @@ def simulate_discrete(
                 rules_version=rules.version,
                 levels=ladder_levels(rules),
                 breakdown=breakdown,
-                simulated=span,
+                simulated=(last - first) if last is not None else timedelta(0),
             )
-            for (name, rules), breakdown in zip(rule_sets, breakdowns, strict=True)
+            for (name, rules), breakdown, last in zip(rule_sets, breakdowns, last_steps, strict=True)
         ],
         changes=pairing.changes if pairing is not None else None,
     )

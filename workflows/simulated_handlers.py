@@ -9,10 +9,12 @@ the incident's own clocks, so that time on the test server only jumps between mo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ChildWorkflowError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -62,6 +64,10 @@ class SimulatedHandlers:
                 # Nothing happens before the horizon: the incident is left open, as it would be in the
                 # city, and stopped where it is, so its clocks do not run on while others play.
                 await workflow.get_external_workflow_handle(plan.incident.workflow_id).cancel()
+                # Wait until it has stopped: returning at once now and then left the test server's
+                # clock locked, and the run crawled at real time.
+                with contextlib.suppress(ChildWorkflowError):
+                    await incident
                 return IncidentSummary.of(state)
             if wake > now:
                 await workflow.sleep(wake - workflow.now())
