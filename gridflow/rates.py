@@ -13,7 +13,7 @@ The definitions are those of the Prometheus recording rules (deploy/prometheus/r
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import timedelta
 from typing import Any
 
@@ -131,6 +131,17 @@ class RateReport:
         if last_resolution is not None and state.outcome is not None and state.outcome.is_resolved:
             self.resolve_seconds.append(last_resolution.total_seconds())
 
+    def merge(self, other: RateReport) -> None:
+        """Count another report's incidents in (a breakdown scans each timeline once, then merges it
+        into the overall report and its district's, category's and rule's)."""
+        for name in _COUNTS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for name in _COUNTS_BY:
+            mine: dict[str, int] = getattr(self, name)
+            for key, value in getattr(other, name).items():
+                mine[key] = mine.get(key, 0) + value
+        self.resolve_seconds.extend(other.resolve_seconds)
+
     def as_dict(self, levels: list[str]) -> dict[str, Any]:
         """Counts and rates, JSON-ready."""
         counts = {k: v for k, v in asdict(self).items() if k != "resolve_seconds"}
@@ -150,6 +161,10 @@ class RateReport:
                 "p90": p90.total_seconds() if p90 else None,
             },
         }
+
+
+_COUNTS = tuple(f.name for f in fields(RateReport) if f.type == "int")
+_COUNTS_BY = tuple(f.name for f in fields(RateReport) if f.type == "dict[str, int]")
 
 
 def rate_report(states: Iterable[IncidentState]) -> RateReport:

@@ -70,10 +70,13 @@ class HandlerPlan(BaseModel):
     resolution: timedelta | None = None  # see gridflow.lifecycle.resolution
 
 
+ActionKind = Literal["accept", "escalate", "resolve", "feedback", "withdraw"]
+
+
 class Action(BaseModel):
     """One thing a simulated person does to an incident."""
 
-    kind: Literal["accept", "escalate", "resolve", "feedback", "withdraw"]
+    kind: ActionKind
     unit_id: str | None = None
     rating: Rating | None = None
 
@@ -103,31 +106,34 @@ def next_action(behaviour: Behaviour, state: IncidentState) -> tuple[Action, dat
     rule = state.rule
     if rule is None or state.level is None or state.holder_unit is None:
         return None
-    candidates: list[tuple[Action, datetime]] = []
-    if behaviour.withdraw_after is not None:
-        candidates.append((Action(kind="withdraw"), state.timeline[0].at + behaviour.withdraw_after))
-    levels = rule.rule.levels
-    index = levels.index(state.level)
-    unit = state.holder_unit
-    if state.status is Status.DISPATCHED and (wait := behaviour.accept_delay(state.level)) is not None:
+    # The simulator asks this after every step of every incident: the actions are built without
+    # validation (their fields come from a validated state) and only the earliest is kept.
+    unit, status = state.holder_unit, state.status
+    chosen: tuple[Action, datetime] | None = None
+    if status is Status.DISPATCHED and (wait := behaviour.accept_delay(state.level)) is not None:
         dispatched = _last(state, StepKind.DISPATCHED)
         assert dispatched is not None
+        levels = rule.rule.levels
+        index = levels.index(state.level)
         solvable = behaviour.solvable_from is None or (
             behaviour.solvable_from in levels and index >= levels.index(behaviour.solvable_from)
         )
-        if solvable or index + 1 >= len(levels):
-            candidates.append((Action(kind="accept", unit_id=unit), dispatched + wait))
-        else:
-            candidates.append((Action(kind="escalate", unit_id=unit), dispatched + wait))
-    elif state.status is Status.ACCEPTED:
+        kind: ActionKind = "accept" if solvable or index + 1 >= len(levels) else "escalate"
+        chosen = (Action.model_construct(kind=kind, unit_id=unit), dispatched + wait)
+    elif status is Status.ACCEPTED:
         accepted = _last(state, StepKind.ACCEPTED)
         assert accepted is not None
-        candidates.append((Action(kind="resolve", unit_id=unit), accepted + behaviour.resolve_after))
-    elif state.status is Status.RESOLVED:
+        chosen = (Action.model_construct(kind="resolve", unit_id=unit), accepted + behaviour.resolve_after)
+    elif status is Status.RESOLVED:
         rated = sum(step.kind is StepKind.FEEDBACK for step in state.timeline)
         if rated < len(behaviour.ratings):
             resolved = _last(state, StepKind.RESOLVED)
             assert resolved is not None
-            feedback = Action(kind="feedback", rating=behaviour.ratings[rated])
-            candidates.append((feedback, resolved + behaviour.feedback_after))
-    return min(candidates, key=lambda pair: pair[1], default=None)
+            feedback = Action.model_construct(kind="feedback", rating=behaviour.ratings[rated])
+            chosen = (feedback, resolved + behaviour.feedback_after)
+    if behaviour.withdraw_after is not None:
+        # On a tie the withdrawal goes first, as it always has.
+        withdrawn = state.timeline[0].at + behaviour.withdraw_after
+        if chosen is None or withdrawn <= chosen[1]:
+            chosen = (Action.model_construct(kind="withdraw"), withdrawn)
+    return chosen

@@ -37,7 +37,9 @@ class Breakdown:
 
     def add(self, state: IncidentState) -> None:
         """Count one incident in, wherever it belongs."""
-        self.overall.add(state)
+        one = RateReport()
+        one.add(state)
+        self.overall.merge(one)
         rule = state.rule.rule.name if state.rule else "-"
         for parts, key in (
             (self.by_district, state.district_id),
@@ -47,7 +49,7 @@ class Breakdown:
             report = parts.get(key)
             if report is None:
                 report = parts[key] = RateReport()
-            report.add(state)
+            report.merge(one)
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from functools import lru_cache
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, PlainSerializer, WithJsonSchema
@@ -12,11 +13,23 @@ _PATTERN = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<
 _JSON_PATTERN = r"^(\d+d)?(\d+h)?(\d+m)?(\d+s)?$"
 
 
+def _not_a_duration(value: Any) -> ValueError:
+    return ValueError(f"{value!r} is not a duration (write e.g. 90s, 15m, 2h, 5d or 1h30m)")
+
+
 def parse_duration(text: str) -> timedelta:
     """Parse a duration such as `90s`, `15m`, `2h`, `5d` or `1d12h`; raise ValueError otherwise."""
-    match = _PATTERN.match(text.strip()) if isinstance(text, str) else None
+    if not isinstance(text, str):
+        raise _not_a_duration(text)
+    return _parse_text(text)
+
+
+# A stream of a million simulated incidents spells the same few durations millions of times.
+@lru_cache(maxsize=4096)
+def _parse_text(text: str) -> timedelta:
+    match = _PATTERN.match(text.strip())
     if not text or match is None or not any(match.groupdict().values()):
-        raise ValueError(f"{text!r} is not a duration (write e.g. 90s, 15m, 2h, 5d or 1h30m)")
+        raise _not_a_duration(text)
     parts = {key: int(value) for key, value in match.groupdict().items() if value}
     try:
         return timedelta(
@@ -46,7 +59,7 @@ def _coerce(value: Any) -> Any:
         return value
     if isinstance(value, str):
         return parse_duration(value)
-    raise ValueError(f"{value!r} is not a duration (write e.g. 90s, 15m, 2h, 5d or 1h30m)")
+    raise _not_a_duration(value)
 
 
 def _positive(value: timedelta) -> timedelta:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from gridflow.incident import Rating
-from gridflow.rates import RateReport
+from gridflow.lifecycle import IncidentState
+from gridflow.rates import RateReport, rate_report
 from gridflow.rules import builtin_rule_set, parse_rule_set
 from gridflow.simulate import simulate_discrete, simulate_temporal
 from gridflow.simulation_generator import generate
@@ -93,6 +94,25 @@ def test_the_discrete_engine_gives_the_rates_computed_by_hand(tmp_path: Path) ->
     parts = simulation.results[0].breakdown
     assert set(parts.by_district) == {"d-huangpu"} and parts.by_district["d-huangpu"].incidents == 5
     assert set(parts.by_category) == {"street_lamp"} and set(parts.by_rule) == {"default"}
+
+
+def test_each_part_of_a_breakdown_counts_what_its_incidents_alone_would(tmp_path: Path) -> None:
+    items = generate(400, days=3, seed=5, start=START)
+    states: dict[str, IncidentState] = {}
+    simulation = simulate_discrete(
+        write(tmp_path, items),
+        [("built-in", builtin_rule_set())],
+        finished=lambda _, item, state: states.__setitem__(item.incident.incident_id, state),
+    )
+
+    parts = simulation.results[0].breakdown
+    assert parts.overall == rate_report(states.values())
+    for district, report in parts.by_district.items():
+        assert report == rate_report(s for s in states.values() if s.district_id == district)
+    for category, report in parts.by_category.items():
+        assert report == rate_report(s for s in states.values() if s.category == category)
+    assert sum(report.incidents for report in parts.by_category.values()) == 400
+    assert len(parts.by_district) > 1 and len(parts.by_category) > 1
 
 
 async def test_the_real_workflow_on_the_temporal_engine_gives_the_same_rates() -> None:
