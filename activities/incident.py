@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from temporalio import activity
 
 from activities.sinks import StepSink
-from gridflow.incident import Incident
-from gridflow.lifecycle import StepBatch
-from gridflow.rules.loader import RulesSource
-from gridflow.rules.model import RuleSnapshot
+from gridflow.domain.incident import Incident
+from gridflow.domain.lifecycle import StepBatch
+from gridflow.domain.rules.loader import RulesSource
+from gridflow.domain.rules.model import RuleSnapshot
+from workflows.activity_names import MATCH_RULE, PUBLISH_STEPS
 
 
 class IncidentActivities:
@@ -20,12 +21,12 @@ class IncidentActivities:
         self._rules = rules
         self._sinks = list(sinks)
 
-    @activity.defn(name="match_rule")
+    @activity.defn(name=MATCH_RULE)
     async def match_rule(self, incident: Incident) -> RuleSnapshot:
         """Pick the first rule in force that matches the incident (re-reading a changed rules file)."""
         return self._rules.current().snapshot_for(incident)
 
-    @activity.defn(name="publish_steps")
+    @activity.defn(name=PUBLISH_STEPS)
     async def publish_steps(self, batch: StepBatch) -> None:
         """Deliver lifecycle steps to every sink. Steps carry stable sequence numbers, so a retry
         delivers the same steps again and consumers drop what they have already seen."""

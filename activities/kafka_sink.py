@@ -7,7 +7,7 @@ import asyncio
 from kafka import KafkaProducer
 
 from events.lifecycle import step_events
-from gridflow.lifecycle import StepBatch
+from gridflow.domain.lifecycle import StepBatch
 
 SEND_TIMEOUT_SECONDS = 8  # under the activity's 10 s, so a slow broker fails the attempt, not the task
 

@@ -13,8 +13,8 @@ from collections import OrderedDict
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
-from gridflow.incident import EscalationReason, Outcome, Rating
-from gridflow.lifecycle import Step, StepBatch, StepKind
+from gridflow.domain.incident import EscalationReason, Outcome, Rating
+from gridflow.domain.lifecycle import Step, StepBatch, StepKind
 
 _BASE = ["category", "priority", "district", "rule"]
 _TIME_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 432000, 864000, 2592000)

@@ -6,11 +6,12 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from gridflow.incidents import incident_state, send_command
-from gridflow.lifecycle import (
+from gridflow.domain.lifecycle import (
     IncidentState,
 )
-from gridflow.simulation_model import Action
+from gridflow.domain.simulation.model import Action
+from workflows.activity_names import SIMULATION_ACT, SIMULATION_OBSERVE
+from workflows.client import incident_state, send_command
 
 
 class SimulationActivities:
@@ -19,12 +20,12 @@ class SimulationActivities:
     def __init__(self, client: Client) -> None:
         self._client = client
 
-    @activity.defn(name="simulation_observe")
+    @activity.defn(name=SIMULATION_OBSERVE)
     async def observe(self, incident_id: str) -> IncidentState:
         """The incident's current state."""
         return await incident_state(self._client, incident_id)
 
-    @activity.defn(name="simulation_act")
+    @activity.defn(name=SIMULATION_ACT)
     async def act(self, incident_id: str, action: Action) -> str | None:
         """Do the action; a refusal (the incident moved on meanwhile) is returned, not raised."""
         try:

@@ -7,7 +7,7 @@ from typing import Protocol
 
 import structlog
 
-from gridflow.lifecycle import Step, StepBatch
+from gridflow.domain.lifecycle import Step, StepBatch
 
 log = structlog.get_logger("gridflow.steps")
 

@@ -25,12 +25,12 @@ from temporalio.worker import Worker
 from bench.stack import progress, quiet_logs, rss_bytes
 from bench.trivial import START_ACTIVITIES, Noop, TrivialWorkflow
 from events import contract
-from gridflow.incident import Incident
-from gridflow.incidents import report_incident
-from gridflow.lifecycle import StepBatch
-from gridflow.rules.loader import RulesSource
-from gridflow.worker import build_worker
+from gridflow.app.compose import build_worker
+from gridflow.domain.incident import Incident
+from gridflow.domain.lifecycle import StepBatch
+from gridflow.domain.rules.loader import RulesSource
 from tests.events.samples import sample_data
+from workflows.client import report_incident
 
 WARM_UP = 20
 START_BATCH = 200  # workflows opened at once, well under the worker's cache of 1000

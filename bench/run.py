@@ -49,17 +49,17 @@ from events import contract
 from events.bridge import Bridge
 from events.cloudevents import encode_structured, make_event
 from events.kafka import client_config, ensure_topics, make_producer
-from gridflow.incident import Incident, Rating, workflow_id_for
-from gridflow.incidents import report_incident, send_command
-from gridflow.lifecycle import Accept, Feedback, Resolve
-from gridflow.rules.loader import RulesSource, builtin_rule_set
-from gridflow.settings import Settings
-from gridflow.simulate import NamedRules, simulate_discrete, simulate_temporal
-from gridflow.simulation_generator import generate
-from gridflow.simulation_results import Simulation
-from gridflow.simulation_stream import load_stream
-from gridflow.worker import build_worker
+from gridflow.app.compose import build_worker
+from gridflow.app.settings import Settings
+from gridflow.app.simulate import NamedRules, simulate_discrete, simulate_temporal
+from gridflow.domain.incident import Incident, Rating, workflow_id_for
+from gridflow.domain.lifecycle import Accept, Feedback, Resolve
+from gridflow.domain.rules.loader import RulesSource, builtin_rule_set
+from gridflow.domain.simulation.generator import generate
+from gridflow.domain.simulation.results import Simulation
+from gridflow.domain.simulation.stream import load_stream
 from tests.events.samples import UNIT_ID, sample_data
+from workflows.client import report_incident, send_command
 from workflows.incident import IncidentWorkflow
 from workflows.input import IncidentInput
 
@@ -717,7 +717,7 @@ SHANGHAI = timezone(timedelta(hours=8))
 SIMULATION_START = datetime(2026, 11, 23, tzinfo=SHANGHAI)
 SIMULATION_SEED = 1
 # The differential stream's seed: one checked free of ties between people and clocks
-# (tests/gridflow/test_simulation_fidelity.py).
+# (tests/gridflow/app/test_simulation_fidelity.py).
 FIDELITY_SEED = 11
 GENERATE_AT_ONCE = 20_000  # incidents one `generate` call holds in memory while a stream is written
 TARGET_INCIDENTS_PER_SECOND = 2000.0
@@ -1280,9 +1280,9 @@ def simulation_benchmark(runs: SimulationRuns, sizes: Sizes) -> Benchmark:
         "simulation",
         params=params,
         notes=[
-            "a stream from gridflow.simulation_generator.generate (what generate-stream writes), built-in "
-            "rules, one process; each engine timed from the stream file to its results (reading and "
-            "checking the file included; the Temporal engine's test server start too)",
+            "a stream from gridflow.domain.simulation.generator.generate (what generate-stream "
+            "writes), built-in rules, one process; each engine timed from the stream file to its "
+            "results (reading and checking the file included; the Temporal engine's test server start too)",
             "targets are recorded, not enforced",
             "peak RSS: of `gridflow simulate` started by python -m bench.simulation_memory, so that the "
             "benchmark's own peak does not count; the higher of its ru_maxrss and its VmHWM as last read "

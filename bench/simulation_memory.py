@@ -38,7 +38,7 @@ def gridflow_command() -> list[str]:
     entry = Path(sys.executable).with_name("gridflow")
     if entry.exists():
         return [str(entry)]
-    return [sys.executable, "-c", "import sys; from gridflow.cli import run; sys.exit(run())"]
+    return [sys.executable, "-c", "import sys; from gridflow.app.cli import run; sys.exit(run())"]
 
 
 def main(argv: list[str] | None = None) -> int:

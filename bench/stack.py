@@ -18,10 +18,10 @@ import structlog
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from gridflow.binaries import find_binary
-from gridflow.broker import local_broker
-from gridflow.settings import Settings
-from gridflow.temporal import register_search_attributes
+from gridflow.app.binaries import find_binary
+from gridflow.app.broker import local_broker
+from gridflow.app.settings import Settings
+from gridflow.app.temporal import register_search_attributes
 
 # The run's start on the system-wide monotonic clock; child processes inherit it, for one time line.
 _STARTED = float(os.environ.setdefault("GRIDFLOW_BENCH_STARTED", str(time.monotonic())))

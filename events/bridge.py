@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import structlog
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
@@ -36,11 +36,9 @@ from events import contract
 from events.cloudevents import EventRejected, InboundEvent, parse_message
 from events.kafka import ensure_topics, make_consumer, make_producer
 from events.metrics import BRIDGE
-from gridflow.incident import Incident
-from gridflow.incidents import command_was_applied, report_incident, send_command
-from gridflow.metrics_server import Readiness
-from gridflow.settings import Settings
-from gridflow.temporal import connect
+from events.settings import BridgeSettings
+from gridflow.domain.incident import Incident
+from workflows.client import command_was_applied, report_incident, send_command
 
 log = structlog.get_logger(__name__)
 
@@ -176,13 +174,27 @@ class OffsetTracker:
             return sum(not done for offsets in self._pending.values() for done in offsets.values())
 
 
+class ReadinessFlag(Protocol):
+    """Where the bridge says whether it does its job (the process's `/readyz`)."""
+
+    def set(self, ready: bool = True) -> None:
+        """Ready (in the consumer group), or not (stopping)."""
+
+
+class _Unwatched:
+    def set(self, ready: bool = True) -> None:
+        pass
+
+
 class Bridge:
     """Consumes the incidents topic and drives incident workflows; see the module docstring."""
 
-    def __init__(self, settings: Settings, client: Client, readiness: Readiness | None = None) -> None:
+    def __init__(
+        self, settings: BridgeSettings, client: Client, readiness: ReadinessFlag | None = None
+    ) -> None:
         self._settings = settings
         self._client = client
-        self.readiness = readiness or Readiness()
+        self.readiness: ReadinessFlag = readiness or _Unwatched()
         # kafka-python's consumer is not thread-safe: every call to it runs on this one thread.
         self._kafka_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gridflow-consumer")
         self._tracker = OffsetTracker()
@@ -497,11 +509,3 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self._bridge.assigned |= set(assigned)
         self._bridge.readiness.set()  # in the group (possibly with no partition: an idle spare)
         log.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned))
-
-
-async def run_bridge(
-    settings: Settings, stop: asyncio.Event, client: Client | None = None, readiness: Readiness | None = None
-) -> None:
-    """Run a bridge until `stop` is set (`gridflow bridge`, and the dev stack); ready once in its group."""
-    client = client or await connect(settings, lazy=True)
-    await Bridge(settings, client, readiness).run(stop)

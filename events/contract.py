@@ -2,7 +2,7 @@
 
 The data of `gridflow.incident.reported.v1` is `gridflow.incident.Incident` itself; every other type is a
 lifecycle event whose data names the incident and carries the fields of one command of
-`gridflow.lifecycle.commands`.
+`gridflow.domain.lifecycle.commands`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any, Final
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from events.errors import ErrorType, EventRejected, clip
-from gridflow.incident import AwareDatetime, Identifier, Incident, Rating
-from gridflow.lifecycle import (
+from gridflow.domain.incident import AwareDatetime, Identifier, Incident, Rating
+from gridflow.domain.lifecycle import (
     Accept,
     EscalationRequestReason,
     Feedback,

@@ -12,7 +12,7 @@ from kafka.structs import TopicPartition
 
 from events import contract
 from events.kafka import client_config, make_producer
-from gridflow.settings import Settings
+from events.settings import KafkaSettings
 
 ERROR_HEADERS = {
     contract.DLQ_ERROR_TYPE_HEADER,
@@ -57,7 +57,7 @@ class DeadLetterRecord:
         return [(k, v) for k, v in self.headers if k not in ERROR_HEADERS]
 
 
-def read_dead_letters(settings: Settings, *, idle_timeout_s: float = 2.0) -> Iterator[DeadLetterRecord]:
+def read_dead_letters(settings: KafkaSettings, *, idle_timeout_s: float = 2.0) -> Iterator[DeadLetterRecord]:
     """Every dead letter currently in the topic, oldest first per partition (no group, no commits)."""
     consumer = KafkaConsumer(**client_config(settings), enable_auto_commit=False, group_id=None)
     try:
@@ -84,7 +84,7 @@ def read_dead_letters(settings: Settings, *, idle_timeout_s: float = 2.0) -> Ite
 
 
 def replay_dead_letters(
-    settings: Settings,
+    settings: KafkaSettings,
     *,
     select: Callable[[DeadLetterRecord], bool] = lambda letter: True,
 ) -> list[DeadLetterRecord]:

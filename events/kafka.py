@@ -1,4 +1,4 @@
-"""Kafka clients built from gridflow's settings (security included), and topic creation."""
+"""Kafka clients built from the Kafka settings (security included), and topic creation."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from gridflow.settings import Settings
+from events.settings import KafkaSettings
 
 log = structlog.get_logger(__name__)
 
 
-def client_config(settings: Settings) -> dict[str, Any]:
+def client_config(settings: KafkaSettings) -> dict[str, Any]:
     """The connection and security options every Kafka client of gridflow shares."""
     config: dict[str, Any] = {
         "bootstrap_servers": settings.kafka_bootstrap_servers.split(","),
@@ -25,7 +25,8 @@ def client_config(settings: Settings) -> dict[str, Any]:
     if settings.kafka_sasl_mechanism:
         config["sasl_mechanism"] = settings.kafka_sasl_mechanism
         config["sasl_plain_username"] = settings.kafka_sasl_username
-        config["sasl_plain_password"] = settings.kafka_sasl_password
+        password = settings.kafka_sasl_password
+        config["sasl_plain_password"] = password.get_secret_value() if password else None
     for option in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
         value = getattr(settings, f"kafka_{option}")
         if value:
@@ -33,7 +34,7 @@ def client_config(settings: Settings) -> dict[str, Any]:
     return config
 
 
-def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
+def make_producer(settings: KafkaSettings, **overrides: Any) -> KafkaProducer:
     """A producer that waits for every in-sync replica, so an acknowledged send is not lost."""
     return KafkaProducer(
         **client_config(settings),
@@ -45,7 +46,7 @@ def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
     )
 
 
-def make_consumer(settings: Settings, **overrides: Any) -> KafkaConsumer:
+def make_consumer(settings: KafkaSettings, **overrides: Any) -> KafkaConsumer:
     """A group consumer with manual commits: the bridge commits only what Temporal acknowledged."""
     return KafkaConsumer(
         **client_config(settings),
@@ -61,7 +62,7 @@ def make_consumer(settings: Settings, **overrides: Any) -> KafkaConsumer:
     )
 
 
-def ensure_topics(settings: Settings, topics: list[str] | None = None) -> list[str]:
+def ensure_topics(settings: KafkaSettings, topics: list[str] | None = None) -> list[str]:
     """Create gridflow's topics where missing; return the names created."""
     wanted = topics or [settings.incidents_topic, settings.events_topic, settings.dlq_topic]
     admin = KafkaAdminClient(**client_config(settings))

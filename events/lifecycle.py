@@ -13,7 +13,7 @@ from pydantic import ConfigDict
 
 from events.cloudevents import ExtensionValue, KafkaMessage, format_time, structured_message
 from events.contract import TYPE_PREFIX
-from gridflow.lifecycle import IncidentContext, Step, StepBatch, StepKind
+from gridflow.domain.lifecycle import IncidentContext, Step, StepBatch, StepKind
 
 LIFECYCLE_SOURCE: Final = "gridflow/incident-workflow"
 

@@ -37,7 +37,7 @@ from events.contract import (
 )
 from events.errors import ErrorType
 from events.lifecycle import LIFECYCLE_SOURCE, StepEventData
-from gridflow.lifecycle import StepKind
+from gridflow.domain.lifecycle import StepKind
 
 JSON_SCHEMA_DIALECT: Final = "https://json-schema.org/draft/2020-12/schema"
 ASYNCAPI_VERSION: Final = "3.0.0"

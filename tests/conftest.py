@@ -12,11 +12,11 @@ import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from gridflow.binaries import find_binary
-from gridflow.broker import local_broker
-from gridflow.incident import Incident, Location, Priority, Reporter
-from gridflow.settings import Settings
-from gridflow.temporal import register_search_attributes
+from gridflow.app.binaries import find_binary
+from gridflow.app.broker import local_broker
+from gridflow.app.settings import Settings
+from gridflow.app.temporal import register_search_attributes
+from gridflow.domain.incident import Incident, Location, Priority, Reporter
 
 
 @pytest.fixture(scope="session")

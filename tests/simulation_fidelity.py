@@ -1,8 +1,8 @@
 """The fidelity check of `gridflow simulate`: one stream through both engines, compared step by step.
 
-The discrete-event engine (gridflow.simulation_engine) claims to give, on the same grid of instants, the
-very timelines the real IncidentWorkflow gives on Temporal's time-skipping test server. This module holds
-what checks that claim, for the test (tests/gridflow/test_simulation_fidelity.py) and the benchmark:
+The discrete-event engine (gridflow.domain.simulation.engine) claims to give, on the same grid of instants,
+the very timelines the real IncidentWorkflow gives on Temporal's time-skipping test server. This module holds
+what checks that claim, for the test (tests/gridflow/app/test_simulation_fidelity.py) and the benchmark:
 - a rules file that exercises every feature of the rules (`fidelity_rules`): the default ladder, an
   urgent ladder to the city with overdue reminders, a business calendar with working hours, holidays and
   an extra working day, a file-defined level with a whistle, reopen-by-escalation with one reopen
@@ -32,12 +32,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gridflow.incident import Incident, Location, Priority, Rating, Reporter
-from gridflow.lifecycle import IncidentState, StepKind
-from gridflow.rules import RuleSet, parse_rule_set
-from gridflow.simulate import NamedRules, simulate_discrete, simulate_temporal
-from gridflow.simulation_model import Behaviour, SimulatedIncident
-from gridflow.simulation_results import Simulation
+from gridflow.app.simulate import NamedRules, simulate_discrete, simulate_temporal
+from gridflow.domain.incident import Incident, Location, Priority, Rating, Reporter
+from gridflow.domain.lifecycle import IncidentState, StepKind
+from gridflow.domain.rules import RuleSet, parse_rule_set
+from gridflow.domain.simulation.model import Behaviour, SimulatedIncident
+from gridflow.domain.simulation.results import Simulation
 
 #: How long each incident is followed: long enough for every path of the stream to close (the longest
 #: feedback window is 72 h), short enough that an incident left overdue is reminded only a few times.

@@ -1,6 +1,6 @@
 """IncidentWorkflow: the Temporal shell around one incident's lifecycle.
 
-The rules of the loop live in `gridflow.lifecycle` (pure functions of state, command and instant). This
+The rules of the loop live in `gridflow.domain.lifecycle` (pure functions of state, command and instant). This
 shell gives them Temporal's time (`workflow.now()`), matches the rule and publishes the steps through
 activities, sleeps until the next due instant or a command, turns each lifecycle command into an update
 whose validator asks the core for its refusal, and keeps the search attributes in step with the state.
@@ -17,10 +17,9 @@ from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.incident import IncidentActivities
-    from gridflow import lifecycle
-    from gridflow.incident import Incident
-    from gridflow.lifecycle import (
+    from gridflow.domain import lifecycle
+    from gridflow.domain.incident import Incident
+    from gridflow.domain.lifecycle import (
         Accept,
         Feedback,
         IncidentState,
@@ -36,8 +35,10 @@ with workflow.unsafe.imports_passed_through():
         StepKind,
         Withdraw,
     )
-    from gridflow.lifecycle.resolution import ceil_to, floor_to
+    from gridflow.domain.lifecycle.resolution import ceil_to, floor_to
+    from gridflow.domain.rules.model import RuleSnapshot
     from workflows import search_attributes as sa
+    from workflows.activity_names import MATCH_RULE, PUBLISH_STEPS
     from workflows.input import IncidentInput
 
 # Side effects must happen eventually, so activities retry until they succeed; the cap keeps a long
@@ -81,9 +82,10 @@ class IncidentWorkflow:
         state = self._state
         self._took(self._reported)
         if state.rule is None:
-            snapshot = await workflow.execute_activity_method(
-                IncidentActivities.match_rule,
+            snapshot: RuleSnapshot = await workflow.execute_activity(
+                MATCH_RULE,
                 self._incident,
+                result_type=RuleSnapshot,
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
                 retry_policy=ACTIVITY_RETRY,
             )
@@ -122,8 +124,8 @@ class IncidentWorkflow:
         state = self._state
         while self._has_unpublished():
             steps = state.timeline[self._published :]
-            await workflow.execute_activity_method(
-                IncidentActivities.publish_steps,
+            await workflow.execute_activity(
+                PUBLISH_STEPS,
                 StepBatch(
                     incident_id=state.incident_id,
                     category=state.category,

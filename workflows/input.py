@@ -6,8 +6,8 @@ from datetime import timedelta
 
 from pydantic import BaseModel
 
-from gridflow.incident import Incident
-from gridflow.lifecycle.state import IncidentState
+from gridflow.domain.incident import Incident
+from gridflow.domain.lifecycle.state import IncidentState
 
 
 class IncidentInput(BaseModel):
@@ -16,5 +16,5 @@ class IncidentInput(BaseModel):
     incident: Incident
     carried: IncidentState | None = None
     # Simulations on the time-skipping server only: count time on a grid of this resolution, so the
-    # server's few milliseconds of jitter per timer and command vanish (gridflow.lifecycle.resolution).
+    # server's few milliseconds of jitter per timer and command vanish (gridflow.domain.lifecycle.resolution).
     clock_resolution: timedelta | None = None

@@ -18,10 +18,10 @@ from temporalio.exceptions import ChildWorkflowError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.simulation import SimulationActivities
-    from gridflow.lifecycle import IncidentState, IncidentSummary
-    from gridflow.lifecycle.resolution import ceil_to, floor_to
-    from gridflow.simulation_model import HandlerPlan, next_action
+    from gridflow.domain.lifecycle import IncidentState, IncidentSummary
+    from gridflow.domain.lifecycle.resolution import ceil_to, floor_to
+    from gridflow.domain.simulation.model import HandlerPlan, next_action
+    from workflows.activity_names import SIMULATION_ACT, SIMULATION_OBSERVE
     from workflows.incident import IncidentWorkflow
     from workflows.input import IncidentInput
 
@@ -73,8 +73,8 @@ class SimulatedHandlers:
                 await workflow.sleep(wake - workflow.now())
                 continue  # look again: the incident may have moved meanwhile
             if action is not None and (due_at is None or due_at > now):
-                await workflow.execute_activity_method(
-                    SimulationActivities.act,
+                await workflow.execute_activity(
+                    SIMULATION_ACT,
                     args=[incident_id, action[0]],
                     start_to_close_timeout=timedelta(seconds=30),
                     retry_policy=RETRY,
@@ -86,12 +86,14 @@ class SimulatedHandlers:
         return await incident
 
     async def _observe(self, incident_id: str) -> IncidentState:
-        return await workflow.execute_activity_method(
-            SimulationActivities.observe,
+        state: IncidentState = await workflow.execute_activity(
+            SIMULATION_OBSERVE,
             incident_id,
+            result_type=IncidentState,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=RETRY,
         )
+        return state
 
 
 @workflow.defn

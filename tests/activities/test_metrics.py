@@ -11,12 +11,12 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.metrics import LifecycleMetrics
 from activities.sinks import MemorySink
-from gridflow.incident import Priority, Rating, Status
-from gridflow.incidents import report_incident, send_command
-from gridflow.lifecycle import Accept, Feedback, Resolve, Step, StepBatch, StepKind
-from gridflow.rules.loader import RulesSource
-from gridflow.worker import build_worker
+from gridflow.app.compose import build_worker
+from gridflow.domain.incident import Priority, Rating, Status
+from gridflow.domain.lifecycle import Accept, Feedback, Resolve, Step, StepBatch, StepKind
+from gridflow.domain.rules.loader import RulesSource
 from tests.conftest import make_incident
+from workflows.client import report_incident, send_command
 
 
 class FlakySink(MemorySink):

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
-from gridflow.settings import Settings
+from gridflow.app.settings import Settings, env_name
 from workflows import search_attributes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +35,6 @@ DOCKERFILE = DEPLOY / "Dockerfile"
 DOCKERIGNORE = DEPLOY / "Dockerfile.dockerignore"
 PROMETHEUS_COMPOSE = DEPLOY / "prometheus" / "prometheus-compose.yml"
 PROMETHEUS_DEFAULT = DEPLOY / "prometheus" / "prometheus.yml"
-SETTINGS_SOURCE = ROOT / "gridflow" / "settings.py"
 
 GRIDFLOW_SERVICES = ("worker", "bridge")
 INIT_SERVICES = ("kafka-init", "temporal-init")
@@ -46,7 +45,7 @@ GRIDFLOW_NAME = re.compile(r"GRIDFLOW_[A-Z0-9_]*[A-Z0-9]")
 # Run inside the installed copy: where gridflow comes from, the built-in rules, the image's commands.
 IMAGE_PROBE = """
 import contextlib, io, gridflow
-from gridflow.cli import build_parser, main
+from gridflow.app.cli import build_parser, main
 print(gridflow.__file__)
 assert main(["rules", "check"]) == 0
 helped = []
@@ -90,8 +89,8 @@ def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def settings_names() -> set[str]:
-    """Every GRIDFLOW_* variable gridflow reads: the names quoted in gridflow/settings.py."""
-    return set(re.findall(r'"(GRIDFLOW_[A-Z0-9_]+)"', SETTINGS_SOURCE.read_text(encoding="utf-8")))
+    """Every GRIDFLOW_* variable gridflow reads: one per field of its settings."""
+    return {env_name(name) for name in Settings.model_fields}
 
 
 def deploy_text_files() -> list[Path]:
@@ -181,7 +180,7 @@ def test_one_image_serves_the_worker_the_bridge_and_the_cli(compose: dict[str, A
 def test_every_gridflow_variable_under_deploy_is_a_setting() -> None:
     known = settings_names()
     # The names quoted in settings.py are the dataclass's fields, GRIDFLOW_<FIELD> each.
-    assert {f"GRIDFLOW_{name.upper()}" for name in Settings.__dataclass_fields__} == known
+    assert {env_name(name) for name in Settings.model_fields} == known
     used: dict[str, set[str]] = {}
     for path in deploy_text_files():
         for name in GRIDFLOW_NAME.findall(path.read_text(encoding="utf-8")):

@@ -25,8 +25,8 @@ import kubernetes_validate.utils  # type: ignore[import-untyped]
 import pytest
 import yaml
 
-from gridflow.rules import load_rule_set
-from gridflow.settings import Settings
+from gridflow.app.settings import Settings, env_name
+from gridflow.domain.rules import load_rule_set
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -48,7 +48,7 @@ EXPECTED_KINDS = Counter(
         "PodDisruptionBudget": 2,
     }
 )
-SETTINGS = {f"GRIDFLOW_{name.upper()}" for name in Settings.__dataclass_fields__}
+SETTINGS = {env_name(name) for name in Settings.model_fields}
 
 
 def load_documents(path: Path) -> list[Manifest]:

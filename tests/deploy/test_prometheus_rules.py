@@ -21,7 +21,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from activities.metrics import LIFECYCLE
 from events.metrics import BRIDGE
-from gridflow.open_incidents import OPEN_INCIDENTS
+from gridflow.app.open_incidents import OPEN_INCIDENTS
 from tests.prometheus import api, binary, running_prometheus
 
 ROOT = Path(__file__).resolve().parents[2]

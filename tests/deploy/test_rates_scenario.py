@@ -30,8 +30,8 @@ from prometheus_client import start_http_server
 from temporalio.testing import WorkflowEnvironment
 
 from events import contract
-from gridflow.incident import Outcome, Status
-from gridflow.rules import RulesSource, parse_rule_set
+from gridflow.domain.incident import Outcome, Status
+from gridflow.domain.rules import RulesSource, parse_rule_set
 from tests.conftest import free_port
 from tests.events.conftest import Pipeline, open_pipeline
 from tests.prometheus import query, running_prometheus

@@ -39,8 +39,8 @@ from events import contract
 from events.cloudevents import encode_structured, make_event
 from events.dead_letters import read_dead_letters
 from events.kafka import client_config, ensure_topics, make_producer
-from gridflow.incident import Status, workflow_id_for
-from gridflow.settings import Settings
+from gridflow.app.settings import Settings
+from gridflow.domain.incident import Status, workflow_id_for
 from tests.conftest import free_port
 from tests.events.samples import sample_data
 
@@ -124,14 +124,14 @@ class Scenario:
         )
 
     def start(self, command: str, name: str) -> Process:
-        """`python -m gridflow.cli <command>` with its own metrics port (the SDK's off for workers)."""
+        """`python -m gridflow.app.cli <command>` with its own metrics port (the SDK's off for workers)."""
         env = {**self.env, "GRIDFLOW_METRICS_PORT": str(free_port())}
         if command == "worker":
             env["GRIDFLOW_SDK_METRICS_PORT"] = "0"
         log = self.logs / f"{name}.log"
         with log.open("wb") as output:
             popen = subprocess.Popen(
-                [sys.executable, "-m", "gridflow.cli", command],
+                [sys.executable, "-m", "gridflow.app.cli", command],
                 cwd=ROOT,
                 env=env,
                 stdin=subprocess.DEVNULL,

@@ -20,13 +20,13 @@ from events.bridge import Bridge
 from events.cloudevents import InboundEvent, encode_binary, encode_structured, load_json, make_event
 from events.dead_letters import DeadLetterRecord, read_dead_letters
 from events.kafka import client_config, ensure_topics, make_producer
-from gridflow.incidents import incident_state
-from gridflow.lifecycle import IncidentState
-from gridflow.rules.loader import RulesSource
-from gridflow.settings import Settings
-from gridflow.worker import build_worker
+from gridflow.app.compose import build_worker
+from gridflow.app.settings import Settings
+from gridflow.domain.lifecycle import IncidentState
+from gridflow.domain.rules.loader import RulesSource
 from tests.conftest import isolated_settings
 from tests.events.samples import sample_data
+from workflows.client import incident_state
 
 
 @dataclass

@@ -12,7 +12,7 @@ from events import contract
 from events.bridge import Bridge
 from events.cloudevents import dump_json
 from events.dead_letters import replay_dead_letters
-from gridflow.incident import Outcome, Status
+from gridflow.domain.incident import Outcome, Status
 from tests.events.conftest import Pipeline
 from tests.events.samples import sample_data
 

@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY
 from events import contract
 from events.bridge import Bridge
 from events.cloudevents import encode_structured
-from gridflow.incident import Status
+from gridflow.domain.incident import Status
 from tests.events.conftest import Pipeline
 
 BURST = 400

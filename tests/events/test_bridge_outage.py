@@ -17,11 +17,11 @@ from activities.sinks import MemorySink
 from events import contract
 from events.bridge import Bridge
 from events.kafka import ensure_topics, make_producer
-from gridflow.binaries import find_binary
-from gridflow.incident import Status
-from gridflow.rules.loader import RulesSource
-from gridflow.temporal import register_search_attributes
-from gridflow.worker import build_worker
+from gridflow.app.binaries import find_binary
+from gridflow.app.compose import build_worker
+from gridflow.app.temporal import register_search_attributes
+from gridflow.domain.incident import Status
+from gridflow.domain.rules.loader import RulesSource
 from tests.conftest import free_port, isolated_settings
 from tests.events.conftest import Pipeline
 

@@ -28,7 +28,7 @@ from events.cloudevents import (
     parse_time,
 )
 from events.errors import ErrorType, EventRejected
-from gridflow.incident import Incident
+from gridflow.domain.incident import Incident
 from tests.events.samples import INCIDENT_ID, sample_data
 
 Headers = list[tuple[str, bytes]]

@@ -26,8 +26,8 @@ from events.contract import (
     validate_data,
 )
 from events.errors import EventRejected
-from gridflow.incident import Incident, Rating
-from gridflow.lifecycle import (
+from gridflow.domain.incident import Incident, Rating
+from gridflow.domain.lifecycle import (
     Accept,
     EscalationRequestReason,
     Feedback,

@@ -33,8 +33,8 @@ from events.cloudevents import (
     parse_message,
 )
 from events.errors import ErrorType, EventRejected
-from gridflow.incident import Incident, Location, Priority, Rating, Status
-from gridflow.lifecycle import EscalationRequestReason
+from gridflow.domain.incident import Incident, Location, Priority, Rating, Status
+from gridflow.domain.lifecycle import EscalationRequestReason
 from tests.events.conftest import Pipeline
 from tests.events.hostile import (
     CORPUS,

@@ -7,8 +7,8 @@ from typing import Any
 
 from events.cloudevents import load_json, parse_time
 from events.lifecycle import LIFECYCLE_SOURCE, StepEventData, step_event_id, step_event_type, step_events
-from gridflow.incident import Outcome, Priority, Status
-from gridflow.lifecycle import ClockKind, Step, StepBatch, StepKind
+from gridflow.domain.incident import Outcome, Priority, Status
+from gridflow.domain.lifecycle import ClockKind, Step, StepBatch, StepKind
 
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 

@@ -22,8 +22,8 @@ from events.schema import (
     data_schema_file,
     export_schemas,
 )
-from gridflow.incident import Priority, Status
-from gridflow.lifecycle import Step, StepBatch, StepKind
+from gridflow.domain.incident import Priority, Status
+from gridflow.domain.lifecycle import Step, StepBatch, StepKind
 from tests.events.samples import sample_data
 
 

@@ -1,6 +1,6 @@
 """Faults: real gridflow processes killed with SIGKILL mid-flight, then every incident counted.
 
-Each test runs `python -m gridflow.cli worker` / `bridge` as OS processes (the helpers of the scale-out
+Each test runs `python -m gridflow.app.cli worker` / `bridge` as OS processes (the helpers of the scale-out
 test) against the session's Temporal dev server and Tansu broker, on its own topics, group and task queue,
 and kills them with no chance to say goodbye:
 
@@ -36,13 +36,13 @@ from events.cloudevents import encode_structured, make_event
 from events.dead_letters import read_dead_letters
 from events.kafka import client_config, ensure_topics, make_producer
 from events.lifecycle import step_event_id, step_event_type
-from gridflow.incident import EscalationReason, Outcome, Status, workflow_id_for
-from gridflow.incidents import incident_state, report_incident, send_command
-from gridflow.lifecycle import Accept, ClockKind, IncidentState, Resolve, Step, StepKind
-from gridflow.settings import Settings
+from gridflow.app.settings import Settings
+from gridflow.domain.incident import EscalationReason, Outcome, Status, workflow_id_for
+from gridflow.domain.lifecycle import Accept, ClockKind, IncidentState, Resolve, Step, StepKind
 from tests.conftest import isolated_settings, make_incident
 from tests.deploy.test_scale_out import PARTITIONS, ROOT, Process, Scenario, consumer_lag
 from tests.events.samples import sample_data
+from workflows.client import incident_state, report_incident, send_command
 
 DEMO_RULES = ROOT / "gridflow" / "rules" / "demo.yaml"  # demo-default: grid accept 10 s, resolve 30 s, ...
 FEEDBACK_WINDOW = timedelta(seconds=20)  # demo-default's feedback window

@@ -16,10 +16,10 @@ from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.sinks import MemorySink
-from gridflow.incident import Incident
-from gridflow.lifecycle import IncidentState, IncidentSummary, Step, StepKind
-from gridflow.rules.loader import RulesSource
-from gridflow.worker import build_worker
+from gridflow.app.compose import build_worker
+from gridflow.domain.incident import Incident
+from gridflow.domain.lifecycle import IncidentState, IncidentSummary, Step, StepKind
+from gridflow.domain.rules.loader import RulesSource
 from workflows.incident import IncidentWorkflow
 from workflows.input import IncidentInput
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
-from gridflow.lifecycle import StepKind
-from gridflow.rules import parse_rule_set
+from gridflow.domain.lifecycle import StepKind
+from gridflow.domain.rules import parse_rule_set
 from tests.conftest import make_incident
 from tests.workflows.conftest import Incidents
 

@@ -11,14 +11,14 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.sinks import MemorySink
-from gridflow.binaries import find_binary
-from gridflow.incident import Outcome, Rating, Status
-from gridflow.incidents import incident_handle, incident_state, report_incident, send_command
-from gridflow.lifecycle import Accept, Feedback, Progress, Resolve, StepKind
-from gridflow.rules.loader import RulesSource
-from gridflow.temporal import register_search_attributes
-from gridflow.worker import build_worker
+from gridflow.app.binaries import find_binary
+from gridflow.app.compose import build_worker
+from gridflow.app.temporal import register_search_attributes
+from gridflow.domain.incident import Outcome, Rating, Status
+from gridflow.domain.lifecycle import Accept, Feedback, Progress, Resolve, StepKind
+from gridflow.domain.rules.loader import RulesSource
 from tests.conftest import make_incident
+from workflows.client import incident_handle, incident_state, report_incident, send_command
 
 NOTES = 300
 

@@ -1,7 +1,7 @@
 """The workflow runs the core faithfully: IncidentWorkflow's timeline is the lifecycle core's, step for step.
 
 Each incident below is a script of (wait, command) pairs. It runs through IncidentWorkflow on a real
-worker against the time-skipping test server; then the same incident runs through `gridflow.lifecycle`
+worker against the time-skipping test server; then the same incident runs through `gridflow.domain.lifecycle`
 directly, and every field of every step, and the final state, must be equal.
 
 Workflow time on the test server includes a few real milliseconds per activity and timer, so the core is
@@ -19,9 +19,9 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gridflow import lifecycle
-from gridflow.incident import Incident, Outcome, Priority, Rating
-from gridflow.lifecycle import (
+from gridflow.domain import lifecycle
+from gridflow.domain.incident import Incident, Outcome, Priority, Rating
+from gridflow.domain.lifecycle import (
     Accept,
     EscalationRequestReason,
     Feedback,
@@ -35,8 +35,8 @@ from gridflow.lifecycle import (
     StepKind,
     Withdraw,
 )
-from gridflow.rules import parse_rule_set
-from gridflow.rules.model import RuleSet
+from gridflow.domain.rules import parse_rule_set
+from gridflow.domain.rules.model import RuleSet
 from tests.conftest import make_incident
 from tests.workflows.conftest import Incidents
 from workflows.incident import IncidentWorkflow

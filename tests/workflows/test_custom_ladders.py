@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from gridflow.incident import Priority
-from gridflow.lifecycle import StepKind
-from gridflow.rules import parse_rule_set
+from gridflow.domain.incident import Priority
+from gridflow.domain.lifecycle import StepKind
+from gridflow.domain.rules import parse_rule_set
 from tests.conftest import make_incident
 from tests.workflows.conftest import Incidents
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from gridflow.incident import Priority
-from gridflow.rules import builtin_rule_set
-from gridflow.rules.explain import explain
+from gridflow.domain.incident import Priority
+from gridflow.domain.rules import builtin_rule_set
+from gridflow.domain.rules.explain import explain
 from tests.conftest import make_incident
 from tests.workflows.conftest import Incidents
 

@@ -10,8 +10,8 @@ import pytest
 from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
 
-from gridflow.incident import Outcome, Priority, Rating, Status
-from gridflow.lifecycle import (
+from gridflow.domain.incident import Outcome, Priority, Rating, Status
+from gridflow.domain.lifecycle import (
     Accept,
     ClockKind,
     EscalationRequestReason,
@@ -25,7 +25,7 @@ from gridflow.lifecycle import (
     StepKind,
     Withdraw,
 )
-from gridflow.rules import LevelLimits, Rule, builtin_rule_set
+from gridflow.domain.rules import LevelLimits, Rule, builtin_rule_set
 from tests.conftest import make_incident
 from tests.workflows.conftest import Incidents, close_to, kinds, refusal
 from workflows.incident import IncidentWorkflow

@@ -16,7 +16,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from gridflow.lifecycle import IncidentSummary
+from gridflow.domain.lifecycle import IncidentSummary
 from workflows.incident import IncidentWorkflow
 from workflows.input import IncidentInput
 

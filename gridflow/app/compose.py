@@ -1,0 +1,129 @@
+"""The composition root: the one place that builds gridflow's processes from settings.
+
+`build_worker` assembles every Temporal worker (the `gridflow worker` process, the dev stack, the
+Temporal simulation engine, the benchmarks and the tests); `build_bridge` every Kafka bridge;
+`run_worker` and `run_bridge` are the two production processes around them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import structlog
+from kafka import KafkaProducer
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.incident import IncidentActivities
+from activities.kafka_sink import KafkaStepSink
+from activities.metrics import LIFECYCLE, LifecycleMetrics, MetricsSink
+from activities.sinks import LogSink, StepSink
+from events.bridge import Bridge, ReadinessFlag
+from events.kafka import ensure_topics, make_producer
+from gridflow.app.metrics_server import Readiness, serve_metrics
+from gridflow.app.open_incidents import publish_open_incidents
+from gridflow.app.settings import Settings
+from gridflow.app.temporal import connect, sdk_metrics_runtime
+from gridflow.domain.rules.loader import RulesSource
+from workflows.incident import IncidentWorkflow
+
+log = structlog.get_logger(__name__)
+
+
+def build_worker(
+    client: Client,
+    task_queue: str,
+    rules: RulesSource,
+    sinks: Sequence[StepSink] | None = None,
+    metrics: LifecycleMetrics | None = LIFECYCLE,
+    *,
+    extra_workflows: Sequence[type] = (),
+    extra_activities: Sequence[Callable[..., Any]] = (),
+) -> Worker:
+    """A worker for incident workflows, matching rules from `rules` and publishing to `sinks`.
+
+    The metrics sink goes last, so a step is counted only once every other sink has taken it.
+    Simulations add their scripted handlers as extra workflows and activities.
+    """
+    chosen: list[StepSink] = list(sinks) if sinks is not None else [LogSink()]
+    if metrics is not None:
+        chosen.append(MetricsSink(metrics))
+    activities = IncidentActivities(rules, chosen)
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[IncidentWorkflow, *extra_workflows],
+        activities=[activities.match_rule, activities.publish_steps, *extra_activities],
+    )
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event, rules: RulesSource | None = None) -> None:
+    """Run a production worker until `stop` is set: Kafka lifecycle events, metrics, open-incident gauge."""
+    runtime = sdk_metrics_runtime(settings) if settings.sdk_metrics_port else None
+    client = await connect(settings, runtime=runtime)
+    rules = rules or RulesSource(settings.rules_file)
+    await asyncio.to_thread(ensure_topics, settings, [settings.events_topic])
+    producer = await asyncio.to_thread(make_producer, settings)
+    worker = build_worker(client, settings.task_queue, rules, step_sinks(settings, producer))
+    readiness = Readiness()
+    endpoint = serve_metrics(settings, readiness)
+    endpoint.__enter__()
+    levels = sorted({level for rule in rules.current().rules for level in rule.levels})
+    gauge = asyncio.create_task(publish_open_incidents(client, stop, levels=levels))
+    log.info(
+        "worker started",
+        temporal=settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        task_queue=settings.task_queue,
+        rules_file=str(rules.path) if rules.path else "<built-in>",
+        rules_version=rules.current().version,
+        metrics=f"http://{settings.metrics_host}:{settings.metrics_port}/metrics",
+    )
+    try:
+        async with worker:
+            readiness.set()
+            await stop.wait()
+            readiness.set(False)
+            log.info("worker stopping: finishing in-flight tasks")
+    finally:
+        endpoint.__exit__(None, None, None)
+        # The gauge runs until `stop`; a worker that died without it must not wait for it forever.
+        gauge.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await gauge
+        await asyncio.to_thread(producer.close, 10)
+        log.info("worker stopped")
+
+
+def step_sinks(settings: Settings, producer: KafkaProducer) -> list[StepSink]:
+    """Where a production worker's lifecycle steps go (besides the metrics): the log and Kafka."""
+    return [LogSink(), KafkaStepSink(producer, settings.events_topic)]
+
+
+def build_bridge(settings: Settings, client: Client, readiness: ReadinessFlag | None = None) -> Bridge:
+    """A bridge from the incidents topic to the incident workflows of `client`."""
+    return Bridge(settings, client, readiness)
+
+
+async def run_bridge(
+    settings: Settings,
+    stop: asyncio.Event,
+    client: Client | None = None,
+    readiness: ReadinessFlag | None = None,
+) -> None:
+    """Run a bridge until `stop` is set (`gridflow bridge`, and the dev stack); ready once in its group."""
+    client = client or await connect(settings, lazy=True)
+    await build_bridge(settings, client, readiness).run(stop)
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM, for a clean stop."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop

@@ -1,0 +1,98 @@
+"""Why a lifecycle command is refused in an incident's current state (None: it may be applied).
+
+The reasons are the words handlers and upstream apps see: in the refused update, on the dead-letter
+topic and in the CLI. They read the state only.
+"""
+
+from __future__ import annotations
+
+from gridflow.domain.incident import Status
+from gridflow.domain.lifecycle.commands import (
+    Accept,
+    Feedback,
+    LifecycleCommand,
+    Pause,
+    Progress,
+    RequestEscalation,
+    Resolve,
+    Resume,
+    Withdraw,
+)
+from gridflow.domain.lifecycle.state import IncidentState
+
+HANDLING = (Status.ACCEPTED, Status.PAUSED)
+
+
+def refusal(state: IncidentState, command: LifecycleCommand) -> str | None:
+    """The reason `command` cannot be applied to the incident now, or None when it can."""
+    if state.rule is None:
+        return f"incident {state.incident_id} has not been dispatched yet"
+    match command:
+        case Accept():
+            return _holder_problem(state, command.unit_id, "accept", (Status.DISPATCHED,))
+        case Progress():
+            return _holder_problem(state, command.unit_id, "note progress on", HANDLING)
+        case RequestEscalation():
+            return _escalation_problem(state, command)
+        case Pause():
+            return _pause_problem(state, command)
+        case Resume():
+            return _holder_problem(state, command.unit_id, "resume", (Status.PAUSED,))
+        case Resolve():
+            return _holder_problem(state, command.unit_id, "resolve", HANDLING)
+        case Feedback():
+            return _feedback_problem(state)
+        case Withdraw():
+            return _closed_problem(state)
+    raise TypeError(f"not a lifecycle command: {command!r}")  # pragma: no cover
+
+
+def _closed_problem(state: IncidentState) -> str | None:
+    if state.status is Status.CLOSED:
+        outcome = state.outcome.value if state.outcome else "closed"
+        return f"incident {state.incident_id} is closed ({outcome}); nothing more can happen to it"
+    return None
+
+
+def _holder_problem(
+    state: IncidentState, unit_id: str, action: str, allowed: tuple[Status, ...]
+) -> str | None:
+    if problem := _closed_problem(state):
+        return problem
+    if unit_id != state.holder_unit:
+        return (
+            f"unit {unit_id} does not hold incident {state.incident_id} "
+            f"(held by {state.holder_unit} at level {state.level})"
+        )
+    if state.status not in allowed:
+        names = " or ".join(status.value for status in allowed)
+        return f"cannot {action} incident {state.incident_id}: it is {state.status.value}, not {names}"
+    return None
+
+
+def _escalation_problem(state: IncidentState, command: RequestEscalation) -> str | None:
+    if problem := _holder_problem(state, command.unit_id, "escalate", (Status.DISPATCHED, *HANDLING)):
+        return problem
+    assert state.rule is not None
+    if state.level_index + 1 >= len(state.rule.rule.levels):
+        return f"incident {state.incident_id} is at the top level ({state.level}): nothing is above"
+    return None
+
+
+def _pause_problem(state: IncidentState, command: Pause) -> str | None:
+    if problem := _holder_problem(state, command.unit_id, "pause", (Status.ACCEPTED,)):
+        return problem
+    assert state.rule is not None
+    if state.paused_total >= state.rule.rule.max_pause_for(state.level or ""):
+        return f"incident {state.incident_id} has used its whole pause allowance"
+    return None
+
+
+def _feedback_problem(state: IncidentState) -> str | None:
+    if problem := _closed_problem(state):
+        return problem
+    if state.status is not Status.RESOLVED:
+        return (
+            f"cannot take feedback on incident {state.incident_id}: it is {state.status.value}, not resolved"
+        )
+    return None

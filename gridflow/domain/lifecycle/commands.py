@@ -1,0 +1,78 @@
+"""The lifecycle commands handlers and residents send to an incident (in Temporal: updates)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gridflow.domain.incident import Identifier, Rating
+
+
+class _Command(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    at: datetime | None = None  # when the upstream app says it happened; the workflow keeps its own time
+
+
+class _UnitCommand(_Command):
+    unit_id: Identifier  # must be the unit that holds the incident
+
+
+class Accept(_UnitCommand):
+    """The holding unit takes the incident on; starts its resolve clock."""
+
+    handler: str | None = Field(default=None, max_length=200)
+
+
+class Progress(_UnitCommand):
+    """A note from the holding unit about work under way."""
+
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class EscalationRequestReason(StrEnum):
+    """Why a handler asks to pass the incident up."""
+
+    REQUESTED = "requested"  # beyond this level's authority or means
+    NOT_RESPONSIBLE = "not_responsible"  # not this unit's matter
+
+
+class RequestEscalation(_UnitCommand):
+    """The holding unit asks to pass the incident to the next level."""
+
+    reason: EscalationRequestReason
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class Pause(_UnitCommand):
+    """Stop the resolve clock (waiting for the resident, for parts, for the weather)."""
+
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class Resume(_UnitCommand):
+    """Restart a paused resolve clock."""
+
+
+class Resolve(_UnitCommand):
+    """The holding unit reports the incident solved; the resident is asked for feedback."""
+
+    resolution: str = Field(min_length=1, max_length=2000)
+
+
+class Feedback(_Command):
+    """The resident's rating of a resolved incident."""
+
+    rating: Rating
+    comment: str | None = Field(default=None, max_length=2000)
+
+
+class Withdraw(_Command):
+    """The reporter (or the hotline) withdraws the incident; it closes from any open state."""
+
+    reason: str | None = Field(default=None, max_length=500)
+
+
+LifecycleCommand = Accept | Progress | RequestEscalation | Pause | Resume | Resolve | Feedback | Withdraw

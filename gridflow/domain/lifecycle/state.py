@@ -1,0 +1,164 @@
+"""What an incident's lifecycle knows (its state) and the views of it others get. Pure data."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel, Field
+
+from gridflow.domain.incident import Outcome, Priority, Rating, Status
+from gridflow.domain.lifecycle.clock import Clock
+from gridflow.domain.lifecycle.timeline import Step
+from gridflow.domain.rules.model import RuleSnapshot
+
+
+class IncidentState(BaseModel):
+    """Everything an incident's workflow knows: what a query returns and what continue-as-new carries."""
+
+    incident_id: str
+    category: str
+    priority: Priority
+    district_id: str
+    reported_at: datetime
+    rule: RuleSnapshot | None = None
+    level: str | None = None
+    level_index: int = 0
+    status: Status = Status.REPORTED
+    holder_unit: str | None = None
+    accept_clock: Clock | None = None
+    resolve_clock: Clock | None = None
+    feedback_deadline: datetime | None = None
+    overdue: bool = False
+    next_reminder_at: datetime | None = None
+    paused_total: timedelta = timedelta(0)
+    reopen_count: int = 0
+    escalations: int = 0
+    rating: Rating | None = None
+    outcome: Outcome | None = None
+    flagged: bool = False
+    closed_at: datetime | None = None
+    timeline: list[Step] = Field(default_factory=list)
+
+    @property
+    def accept_deadline(self) -> datetime | None:
+        """When the holder must accept by, while it has not."""
+        clock = self.accept_clock
+        return clock.deadline if clock and self.status is Status.DISPATCHED else None
+
+    @property
+    def resolve_deadline(self) -> datetime | None:
+        """When the holder must resolve by (None while paused: the clock is stopped)."""
+        clock = self.resolve_clock
+        if clock is None or self.status is not Status.ACCEPTED:
+            return None
+        return clock.deadline
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the incident is not yet closed."""
+        return self.status is not Status.CLOSED
+
+    @property
+    def running_clock(self) -> Clock | None:
+        """The SLA clock that is running now: accept while dispatched, resolve while accepted."""
+        if self.status is Status.DISPATCHED:
+            return self.accept_clock
+        if self.status is Status.ACCEPTED:
+            return self.resolve_clock
+        return None
+
+    @property
+    def reminding(self) -> bool:
+        """Whether overdue reminders are due: overdue at the top level and not yet resolved."""
+        return self.overdue and self.status in (Status.DISPATCHED, Status.ACCEPTED, Status.PAUSED)
+
+    def pause_cap_at(self) -> datetime | None:
+        """When a running pause ends by itself, because the rule's pause allowance runs out."""
+        clock = self.resolve_clock
+        if (
+            self.rule is None
+            or self.status is not Status.PAUSED
+            or clock is None
+            or clock.paused_since is None
+        ):
+            return None
+        allowance = self.rule.rule.max_pause_for(self.level or "")
+        return clock.paused_since + max(allowance - self.paused_total, timedelta(0))
+
+    def next_due(self) -> datetime | None:
+        """The earliest moment at which a clock will do something (warn, breach, remind, end), if any."""
+        if self.rule is None or not self.is_open:
+            return None
+        candidates: list[datetime] = []
+        clock = self.running_clock
+        if clock is not None:
+            warning = clock.warning_due()
+            if warning is not None:
+                candidates.append(warning[1])
+            breach = clock.breach_due()
+            if breach is not None:
+                candidates.append(breach)
+        if (cap := self.pause_cap_at()) is not None:
+            candidates.append(cap)
+        if self.status is Status.RESOLVED and self.feedback_deadline is not None:
+            candidates.append(self.feedback_deadline)
+        if self.reminding and self.next_reminder_at is not None:
+            candidates.append(self.next_reminder_at)
+        return min(candidates, default=None)
+
+
+class IncidentSummary(BaseModel):
+    """A compact view of an incident: what a lifecycle command returns, and the workflow's result."""
+
+    incident_id: str
+    rule_name: str | None
+    level: str | None
+    status: Status
+    holder_unit: str | None
+    overdue: bool
+    reopen_count: int
+    escalations: int
+    paused_total: timedelta
+    rating: Rating | None
+    outcome: Outcome | None
+    flagged: bool
+    closed_at: datetime | None
+    last_seq: int
+
+    @classmethod
+    def of(cls, state: IncidentState) -> IncidentSummary:
+        """Summarise a state."""
+        return cls(
+            incident_id=state.incident_id,
+            rule_name=state.rule.rule.name if state.rule else None,
+            level=state.level,
+            status=state.status,
+            holder_unit=state.holder_unit,
+            overdue=state.overdue,
+            reopen_count=state.reopen_count,
+            escalations=state.escalations,
+            paused_total=state.paused_total,
+            rating=state.rating,
+            outcome=state.outcome,
+            flagged=state.flagged,
+            closed_at=state.closed_at,
+            last_seq=state.timeline[-1].seq if state.timeline else 0,
+        )
+
+
+class IncidentContext(BaseModel):
+    """What every published step says about its incident: low-cardinality facts, no personal data."""
+
+    incident_id: str
+    category: str
+    priority: Priority
+    district_id: str
+    rule_name: str | None
+    rules_version: str | None
+
+
+class StepBatch(IncidentContext):
+    """Steps to publish, with their incident's context."""
+
+    levels: list[str] = Field(default_factory=list)  # the rule's ladder, bottom to top
+    steps: list[Step]

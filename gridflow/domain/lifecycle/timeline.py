@@ -1,0 +1,56 @@
+"""The timeline of an incident: every step of its life, numbered from 1."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from pydantic import BaseModel
+
+from gridflow.domain.incident import Outcome, Rating, Status
+from gridflow.domain.lifecycle.clock import ClockKind
+
+
+class StepKind(StrEnum):
+    """Every kind of step in an incident's life; each becomes a timeline entry and a lifecycle event."""
+
+    REPORTED = "reported"
+    DISPATCHED = "dispatched"
+    NOTIFIED = "notified"  # an extra department told of the incident (the rule's whistle)
+    SLA_WARNING = "sla_warning"
+    SLA_BREACHED = "sla_breached"
+    ESCALATED = "escalated"
+    OVERDUE = "overdue"
+    OVERDUE_REMINDER = "overdue_reminder"
+    ACCEPTED = "accepted"
+    PROGRESS = "progress"
+    PAUSED = "paused"
+    RESUMED = "resumed"
+    RESOLVED = "resolved"
+    FEEDBACK = "feedback"
+    REOPENED = "reopened"
+    CLOSED = "closed"
+
+
+class Step(BaseModel):
+    """One entry of the timeline. `seq` numbers the steps of an incident from 1, with no gaps."""
+
+    seq: int
+    kind: StepKind
+    at: datetime
+    level: str | None = None
+    unit_id: str | None = None
+    status: Status
+    reason: str | None = None
+    note: str | None = None
+    clock: ClockKind | None = None
+    fraction: float | None = None
+    deadline: datetime | None = None
+    within_limit: bool | None = None
+    from_level: str | None = None
+    to_level: str | None = None
+    rating: Rating | None = None
+    outcome: Outcome | None = None
+    elapsed: timedelta | None = None  # accepted: since dispatch at this level; resolved: since reported
+    escalations: int | None = None  # closed: how many times the incident went up a level
+    event_at: datetime | None = None  # when the upstream app says it happened, if it said

@@ -1,0 +1,352 @@
+"""The rules of the incident loop: how a report, a command or the passing of time changes an incident.
+
+Every function takes the state, what happens and the instant it happens at, changes the state in place
+and returns the steps it added to the timeline. Nothing here reads a clock, does I/O or knows about
+Temporal or Kafka: IncidentWorkflow calls these with `workflow.now()`, `rules explain` and the
+simulator with instants of their own, and they all get the same timeline.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from gridflow.domain.incident import EscalationReason, Incident, Outcome, Rating, Status
+from gridflow.domain.lifecycle.checks import refusal
+from gridflow.domain.lifecycle.clock import Clock, ClockKind
+from gridflow.domain.lifecycle.commands import (
+    Accept,
+    Feedback,
+    LifecycleCommand,
+    Pause,
+    Progress,
+    RequestEscalation,
+    Resolve,
+    Resume,
+    Withdraw,
+)
+from gridflow.domain.lifecycle.state import IncidentState
+from gridflow.domain.lifecycle.timeline import Step, StepKind
+from gridflow.domain.rules.calendar import SlaClock
+from gridflow.domain.rules.model import OnUnsatisfied, Rule, RuleSnapshot
+
+
+class Refused(Exception):
+    """A command that the incident's state does not allow; nothing was changed."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def report(incident: Incident, now: datetime) -> tuple[IncidentState, list[Step]]:
+    """A new incident, reported at `now` (before its rule is known): its state and `reported` step."""
+    state = IncidentState(
+        incident_id=incident.incident_id,
+        category=incident.category,
+        priority=incident.priority,
+        district_id=incident.location.district_id,
+        reported_at=incident.reported_at,
+    )
+    return state, [_record(state, now, StepKind.REPORTED, event_at=incident.reported_at)]
+
+
+def start(state: IncidentState, incident: Incident, snapshot: RuleSnapshot, now: datetime) -> list[Step]:
+    """Put the incident on its rule (kept for its whole life) and dispatch it to the first level."""
+    if state.rule is not None:
+        raise ValueError(f"incident {state.incident_id} has already started on rule {state.rule.rule.name}")
+    mark = len(state.timeline)
+    state.rule = snapshot
+    _dispatch(state, incident, 0, now)
+    return state.timeline[mark:]
+
+
+def next_due(state: IncidentState) -> datetime | None:
+    """The earliest instant at which the passing of time changes the incident, if ever."""
+    return state.next_due()
+
+
+def fire_due(state: IncidentState, incident: Incident, now: datetime) -> list[Step]:
+    """Give every warning, breach, escalation, pause cap, reminder and window end due by `now`, in
+    time order; each step is recorded at `now`."""
+    mark = len(state.timeline)
+    while state.is_open and (due := state.next_due()) is not None and due <= now:
+        _fire_one(state, incident, now)
+    return state.timeline[mark:]
+
+
+def apply(state: IncidentState, incident: Incident, command: LifecycleCommand, now: datetime) -> list[Step]:
+    """Apply a lifecycle command at `now`; raises Refused (state untouched) when it is not allowed.
+
+    What was due before `now` should have fired first (`fire_due`): the workflow's handlers wait a turn
+    after the timers of their activation, the simulator fires before people act. Applied to a state with
+    a clock overdue, an acceptance would count as in time.
+    """
+    if (problem := refusal(state, command)) is not None:
+        raise Refused(problem)
+    mark = len(state.timeline)
+    match command:
+        case Accept():
+            _accept(state, command, now)
+        case Progress():
+            _record(state, now, StepKind.PROGRESS, note=command.note, event_at=command.at)
+        case RequestEscalation():
+            if state.status is Status.PAUSED:
+                _end_pause(state, now)
+            reason = EscalationReason(command.reason.value)
+            _escalate(state, incident, reason, now, note=command.note, event_at=command.at)
+        case Pause():
+            _pause(state, command, now)
+        case Resume():
+            _end_pause(state, now)
+            _record(state, now, StepKind.RESUMED, deadline=state.resolve_deadline, event_at=command.at)
+        case Resolve():
+            _resolve(state, command, now)
+        case Feedback():
+            _feedback(state, incident, command, now)
+        case Withdraw():
+            _close(state, now, Outcome.WITHDRAWN, reason=command.reason, event_at=command.at)
+    return state.timeline[mark:]
+
+
+# ---------------------------------------------------------------------- the steps themselves
+
+
+def _rule(state: IncidentState) -> Rule:
+    assert state.rule is not None, "the incident has no rule yet"
+    return state.rule.rule
+
+
+def _sla(state: IncidentState) -> SlaClock:
+    assert state.rule is not None and state.level is not None
+    return state.rule.sla_clock(state.level)
+
+
+def _record(state: IncidentState, now: datetime, kind: StepKind, **fields: object) -> Step:
+    step = Step.model_validate(
+        {
+            "seq": len(state.timeline) + 1,
+            "kind": kind,
+            "at": now,
+            "level": state.level,
+            "unit_id": state.holder_unit,
+            "status": state.status,
+            **fields,
+        }
+    )
+    state.timeline.append(step)
+    return step
+
+
+def _dispatch(state: IncidentState, incident: Incident, index: int, now: datetime) -> None:
+    rule = _rule(state)
+    assert state.rule is not None
+    level = rule.levels[index]
+    state.level, state.level_index = level, index
+    state.holder_unit = state.rule.unit_for(level, incident)
+    state.status = Status.DISPATCHED
+    state.overdue, state.next_reminder_at = False, None
+    state.accept_clock = Clock.start(
+        ClockKind.ACCEPT, now, rule.limits(level).accept, rule.warn_at_for(level), _sla(state)
+    )
+    state.resolve_clock = None
+    state.feedback_deadline = None
+    _record(state, now, StepKind.DISPATCHED, deadline=state.accept_clock.deadline)
+    for department in state.rule.notified_units(level, incident):
+        # The "whistle": other departments hear of the incident when it reaches this level.
+        _record(state, now, StepKind.NOTIFIED, unit_id=department, reason="level_reached")
+
+
+def _escalate(
+    state: IncidentState,
+    incident: Incident,
+    reason: EscalationReason,
+    now: datetime,
+    *,
+    note: str | None = None,
+    event_at: datetime | None = None,
+) -> None:
+    rule = _rule(state)
+    if state.level_index + 1 >= len(rule.levels):
+        # Nothing is above the top level: the incident is overdue and reminded until resolved.
+        if not state.overdue:
+            state.overdue = True
+            state.next_reminder_at = now + rule.overdue_reminder_for(state.level or "")
+            _record(state, now, StepKind.OVERDUE, reason=reason.value)
+        return
+    from_level, to_level = state.level, rule.levels[state.level_index + 1]
+    state.escalations += 1
+    _record(
+        state,
+        now,
+        StepKind.ESCALATED,
+        reason=reason.value,
+        from_level=from_level,
+        to_level=to_level,
+        note=note,
+        event_at=event_at,
+    )
+    _dispatch(state, incident, state.level_index + 1, now)
+
+
+def _fire_one(state: IncidentState, incident: Incident, now: datetime) -> None:
+    """Fire the earliest thing due (on a tie: warning, breach, pause cap, feedback window, reminder)."""
+    rule = _rule(state)
+    clock = state.running_clock
+    due: list[tuple[datetime, int]] = []
+    if clock is not None:
+        if (warning := clock.warning_due()) is not None:
+            due.append((warning[1], 0))
+        if (breach := clock.breach_due()) is not None:
+            due.append((breach, 1))
+    if (cap := state.pause_cap_at()) is not None:
+        due.append((cap, 2))
+    if state.status is Status.RESOLVED and state.feedback_deadline is not None:
+        due.append((state.feedback_deadline, 3))
+    if state.reminding and state.next_reminder_at is not None:
+        due.append((state.next_reminder_at, 4))
+    at, what = min(due)
+    assert at <= now, "nothing is due yet"
+    if what == 0:
+        assert clock is not None and warning is not None
+        fraction, _ = warning
+        clock.warned.append(fraction)
+        _record(
+            state, now, StepKind.SLA_WARNING, clock=clock.kind, fraction=fraction, deadline=clock.deadline
+        )
+    elif what == 1:
+        assert clock is not None
+        clock.breached = True
+        _record(state, now, StepKind.SLA_BREACHED, clock=clock.kind, deadline=clock.deadline)
+        reason = (
+            EscalationReason.ACCEPT_TIMEOUT
+            if clock.kind is ClockKind.ACCEPT
+            else EscalationReason.RESOLVE_TIMEOUT
+        )
+        _escalate(state, incident, reason, now)
+    elif what == 2:
+        _end_pause(state, now, until=at)
+        _record(state, now, StepKind.RESUMED, reason="pause_cap_reached", deadline=state.resolve_deadline)
+    elif what == 3:
+        _close(state, now, Outcome.RESOLVED_UNRATED, reason="no_feedback")
+    else:
+        _record(state, now, StepKind.OVERDUE_REMINDER)
+        every = rule.overdue_reminder_for(state.level or "")
+        following = at + every
+        # After an outage, remind once and carry on from now rather than replaying every reminder.
+        state.next_reminder_at = following if following > now else now + every
+
+
+def _accept(state: IncidentState, command: Accept, now: datetime) -> None:
+    rule = _rule(state)
+    assert state.accept_clock is not None
+    within = not state.accept_clock.breached
+    state.status = Status.ACCEPTED
+    level = state.level or ""
+    state.resolve_clock = Clock.start(
+        ClockKind.RESOLVE, now, rule.limits(level).resolve, rule.warn_at_for(level), _sla(state)
+    )
+    _record(
+        state,
+        now,
+        StepKind.ACCEPTED,
+        within_limit=within,
+        elapsed=now - state.accept_clock.started_at,
+        deadline=state.resolve_clock.deadline,
+        note=command.handler,
+        event_at=command.at,
+    )
+
+
+def _pause(state: IncidentState, command: Pause, now: datetime) -> None:
+    assert state.resolve_clock is not None
+    state.status = Status.PAUSED
+    state.resolve_clock.pause(now, _sla(state))
+    cap = state.pause_cap_at()
+    _record(state, now, StepKind.PAUSED, reason=command.reason, deadline=cap, event_at=command.at)
+
+
+def _end_pause(state: IncidentState, now: datetime, until: datetime | None = None) -> None:
+    """Restart the resolve clock; the pause counts up to `until` (now, or when the allowance ran out)."""
+    clock = state.resolve_clock
+    assert clock is not None and clock.paused_since is not None
+    resumed_at = until or now
+    state.paused_total += resumed_at - clock.paused_since
+    clock.resume(resumed_at, _rule(state).warn_at_for(state.level or ""), _sla(state))
+    state.status = Status.ACCEPTED
+
+
+def _resolve(state: IncidentState, command: Resolve, now: datetime) -> None:
+    if state.status is Status.PAUSED:
+        _end_pause(state, now)
+    assert state.resolve_clock is not None
+    within = not state.resolve_clock.breached
+    state.status = Status.RESOLVED
+    state.feedback_deadline = now + _rule(state).feedback.window
+    _record(
+        state,
+        now,
+        StepKind.RESOLVED,
+        within_limit=within,
+        elapsed=now - state.timeline[0].at,
+        note=command.resolution,
+        deadline=state.feedback_deadline,
+        event_at=command.at,
+    )
+
+
+def _feedback(state: IncidentState, incident: Incident, command: Feedback, now: datetime) -> None:
+    rule = _rule(state)
+    policy = rule.feedback
+    state.rating = command.rating
+    _record(state, now, StepKind.FEEDBACK, rating=command.rating, note=command.comment, event_at=command.at)
+    if command.rating is not Rating.UNSATISFIED:
+        _close(state, now, Outcome.RESOLVED)
+    elif state.reopen_count >= policy.max_reopens:
+        state.flagged = True
+        _close(state, now, Outcome.RESOLVED_UNSATISFIED, reason="max_reopens_reached")
+    else:
+        state.reopen_count += 1
+        target = state.level_index
+        if policy.on_unsatisfied is OnUnsatisfied.ESCALATE:
+            target = min(target + 1, len(rule.levels) - 1)
+        to_level = rule.levels[target]
+        _record(
+            state, now, StepKind.REOPENED, reason="unsatisfied", from_level=state.level, to_level=to_level
+        )
+        if target != state.level_index:
+            state.escalations += 1
+            _record(
+                state,
+                now,
+                StepKind.ESCALATED,
+                reason=EscalationReason.UNSATISFIED.value,
+                from_level=state.level,
+                to_level=to_level,
+            )
+        _dispatch(state, incident, target, now)
+
+
+def _close(
+    state: IncidentState,
+    now: datetime,
+    outcome: Outcome,
+    reason: str | None = None,
+    event_at: datetime | None = None,
+) -> None:
+    clock = state.resolve_clock
+    if state.status is Status.PAUSED and clock is not None and clock.paused_since is not None:
+        state.paused_total += now - clock.paused_since  # a pause running at withdrawal still counts
+    state.status = Status.CLOSED
+    state.outcome = outcome
+    state.closed_at = now
+    state.accept_clock = state.resolve_clock = None
+    state.feedback_deadline = state.next_reminder_at = None
+    _record(
+        state,
+        now,
+        StepKind.CLOSED,
+        outcome=outcome,
+        reason=reason,
+        escalations=state.escalations,
+        event_at=event_at,
+    )

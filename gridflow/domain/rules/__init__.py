@@ -1,0 +1,42 @@
+"""Escalation rules: the model, durations, and loading rules files."""
+
+from gridflow.domain.rules.calendar import WALL_CLOCK, BusinessCalendar, SlaClock, clock_for
+from gridflow.domain.rules.durations import Duration, format_duration, parse_duration
+from gridflow.domain.rules.loader import (
+    RulesFileError,
+    RulesSource,
+    builtin_rule_set,
+    load_rule_set,
+    parse_rule_set,
+)
+from gridflow.domain.rules.model import (
+    FeedbackPolicy,
+    LevelLimits,
+    Match,
+    OnUnsatisfied,
+    Rule,
+    RuleSet,
+    RuleSnapshot,
+)
+
+__all__ = [
+    "WALL_CLOCK",
+    "BusinessCalendar",
+    "Duration",
+    "FeedbackPolicy",
+    "LevelLimits",
+    "Match",
+    "OnUnsatisfied",
+    "Rule",
+    "RuleSet",
+    "RuleSnapshot",
+    "RulesFileError",
+    "RulesSource",
+    "SlaClock",
+    "builtin_rule_set",
+    "clock_for",
+    "format_duration",
+    "load_rule_set",
+    "parse_duration",
+    "parse_rule_set",
+]

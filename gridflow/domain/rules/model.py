@@ -1,0 +1,337 @@
+"""The escalation rules: which incidents a rule matches, its ladder of levels and the limits at each."""
+
+from __future__ import annotations
+
+import string
+from datetime import timedelta
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from gridflow.domain.incident import DEFAULT_CITY_UNIT, DEFAULT_LEVELS, Incident, Priority
+from gridflow.domain.rules.calendar import BusinessCalendar, SlaClock, clock_for
+from gridflow.domain.rules.durations import Duration
+
+Fraction = Annotated[float, Field(gt=0, lt=1)]
+Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+
+#: What a unit template may refer to: the incident's location ids, category and priority.
+TEMPLATE_FIELDS = ("grid_id", "street_id", "district_id", "city_id", "category", "priority")
+
+#: How the default hierarchy finds each level's unit.
+DEFAULT_UNITS = {
+    "grid": "{grid_id}",
+    "street": "{street_id}",
+    "district": "{district_id}",
+    "city": "{city_id}",
+}
+
+
+def _template_fields(template: str) -> list[str]:
+    try:
+        return [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as exc:
+        raise ValueError(f"{template!r} is not a unit template ({exc})") from exc
+
+
+def _checked_template(template: str) -> str:
+    for name in _template_fields(template):
+        if name not in TEMPLATE_FIELDS:
+            raise ValueError(
+                f"unit template {template!r} refers to {{{name}}}; it may use {', '.join(TEMPLATE_FIELDS)}"
+            )
+    return template
+
+
+UnitTemplate = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+def fill_unit(template: str, incident: Incident) -> str:
+    """The unit id a template gives for an incident (`mediation-{district_id}` -> `mediation-d-huangpu`)."""
+    location = incident.location
+    values = {
+        "grid_id": location.grid_id,
+        "street_id": location.street_id,
+        "district_id": location.district_id,
+        "city_id": location.city_id or DEFAULT_CITY_UNIT,
+        "category": incident.category,
+        "priority": incident.priority.value,
+    }
+    return template.format(**values)
+
+
+def _check_ladder(ladder: dict[str, Any], custom: set[str]) -> None:
+    positions = []
+    for level in ladder:
+        if level in custom:
+            continue
+        if level not in DEFAULT_LEVELS:
+            known = ", ".join([*DEFAULT_LEVELS, *sorted(custom)])
+            raise ValueError(f"unknown level {level!r} (levels are {known}; define others under `levels:`)")
+        positions.append(DEFAULT_LEVELS.index(level))
+    if positions != sorted(positions):
+        raise ValueError(f"levels must go up in the order {' -> '.join(DEFAULT_LEVELS)}")
+
+
+class LevelDefinition(BaseModel):
+    """A level of a custom ladder: how its unit is found (a template over the incident's fields)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    unit: UnitTemplate
+    description: str | None = Field(default=None, max_length=500)
+
+    @field_validator("unit")
+    @classmethod
+    def _known_fields(cls, value: str) -> str:
+        return _checked_template(value)
+
+
+class OnUnsatisfied(StrEnum):
+    """What an unsatisfied rating does to a resolved incident."""
+
+    REOPEN_SAME_LEVEL = "reopen_same_level"
+    ESCALATE = "escalate"
+
+
+class LevelLimits(BaseModel):
+    """The two clocks of one level (accept within `accept`, then resolve within `resolve`), and what
+    this level does differently from its rule: warnings, pause allowance, reminders, calendar, and
+    extra departments notified when the incident reaches it (the "whistle")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    accept: Duration
+    resolve: Duration
+    warn_at: list[Fraction] | None = None
+    max_pause: Duration | None = None
+    overdue_reminder: Duration | None = None
+    calendar: Name | None = None
+    notify: list[UnitTemplate] = Field(default_factory=list, max_length=20)
+
+    @field_validator("warn_at", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, int | float) else value
+
+    @field_validator("warn_at")
+    @classmethod
+    def _sorted_unique(cls, value: list[float] | None) -> list[float] | None:
+        return sorted(set(value)) if value is not None else None
+
+    @field_validator("notify")
+    @classmethod
+    def _known_fields(cls, value: list[str]) -> list[str]:
+        return [_checked_template(template) for template in value]
+
+
+class FeedbackPolicy(BaseModel):
+    """How long the resident may rate, and what an unsatisfied rating does."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    window: Duration = timedelta(hours=72)
+    on_unsatisfied: OnUnsatisfied = OnUnsatisfied.REOPEN_SAME_LEVEL
+    max_reopens: int = Field(default=2, ge=0, le=20)
+
+
+class Match(BaseModel):
+    """Which incidents a rule is for; an absent field matches anything."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    category: list[str] | None = Field(default=None, min_length=1)
+    priority: list[Priority] | None = Field(default=None, min_length=1)
+    district: list[str] | None = Field(default=None, min_length=1)
+    street: list[str] | None = Field(default=None, min_length=1)
+    channel: list[str] | None = Field(default=None, min_length=1)
+
+    @property
+    def is_catch_all(self) -> bool:
+        """Whether this match accepts every incident."""
+        return all(value is None for value in self.conditions().values())
+
+    def conditions(self) -> dict[str, list[str] | None]:
+        """Each field of the match and the values it accepts (None: anything)."""
+        return {
+            "category": self.category,
+            "priority": [p.value for p in self.priority] if self.priority else None,
+            "district": self.district,
+            "street": self.street,
+            "channel": self.channel,
+        }
+
+    def mismatches(self, incident: Incident) -> list[str]:
+        """The fields of this match the incident does not fit (empty: it matches)."""
+        channel = incident.reporter.channel if incident.reporter else None
+        actual = {
+            "category": incident.category,
+            "priority": incident.priority.value,
+            "district": incident.location.district_id,
+            "street": incident.location.street_id,
+            "channel": channel,
+        }
+        return [
+            f"{name} is {actual[name]!r}, not one of {accepted}"
+            for name, accepted in self.conditions().items()
+            if accepted is not None and actual[name] not in accepted
+        ]
+
+    def matches(self, incident: Incident) -> bool:
+        """Whether the incident fits every field this match names."""
+        return not self.mismatches(incident)
+
+
+class Rule(BaseModel):
+    """One escalation rule: a match, a ladder of levels with their limits, warnings and feedback."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Name
+    match: Match = Match()
+    ladder: dict[str, LevelLimits] = Field(min_length=1)
+    warn_at: list[Fraction] = Field(default_factory=lambda: [0.75])
+    max_pause: Duration = timedelta(hours=72)
+    overdue_reminder: Duration = timedelta(hours=4)
+    calendar: Name | None = None  # a calendar of the rules file; None: wall-clock time
+    feedback: FeedbackPolicy = FeedbackPolicy()
+
+    @field_validator("warn_at", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        # `warn_at: 0.75` and `warn_at: [0.5, 0.75]` are both natural to write.
+        return [value] if isinstance(value, int | float) else value
+
+    @field_validator("warn_at")
+    @classmethod
+    def _sorted_unique(cls, value: list[float]) -> list[float]:
+        return sorted(set(value))
+
+    @field_validator("ladder")
+    @classmethod
+    def _known_levels_in_order(
+        cls, ladder: dict[str, LevelLimits], info: ValidationInfo
+    ) -> dict[str, LevelLimits]:
+        # Custom levels come from the rules file's `levels:` (passed as validation context by the
+        # loader, for an error that points at the field). Without context (a snapshot read back in a
+        # workflow, a rule built in Python) the rule set checks its ladders as a whole.
+        if info.context is not None:
+            _check_ladder(ladder, set(info.context.get("levels", ())))
+        return ladder
+
+    @property
+    def levels(self) -> list[str]:
+        """The ladder's levels, bottom to top."""
+        return list(self.ladder)
+
+    def limits(self, level: str) -> LevelLimits:
+        """The accept and resolve limits at a level of this rule's ladder."""
+        return self.ladder[level]
+
+    def warn_at_for(self, level: str) -> list[float]:
+        """The warning fractions at a level (its own, or the rule's)."""
+        own = self.ladder[level].warn_at
+        return own if own is not None else self.warn_at
+
+    def max_pause_for(self, level: str) -> timedelta:
+        """The pause allowance at a level."""
+        return self.ladder[level].max_pause or self.max_pause
+
+    def overdue_reminder_for(self, level: str) -> timedelta:
+        """How often an overdue incident is reminded at a level."""
+        return self.ladder[level].overdue_reminder or self.overdue_reminder
+
+    def calendar_for(self, level: str) -> str | None:
+        """The calendar a level's clocks run on (None: wall-clock time)."""
+        return self.ladder[level].calendar or self.calendar
+
+
+class RuleSet(BaseModel):
+    """An ordered list of rules: the first whose match fits an incident wins; the last catches all."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: Annotated[str, Field(min_length=1, max_length=64)] = "1"
+    levels: dict[Name, LevelDefinition] = Field(default_factory=dict)
+    calendars: dict[Name, BusinessCalendar] = Field(default_factory=dict)
+    rules: list[Rule] = Field(min_length=1)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int | float) else value
+
+    @model_validator(mode="after")
+    def _names_unique_and_default_last(self) -> RuleSet:
+        seen: set[str] = set()
+        for rule in self.rules:
+            try:
+                _check_ladder(rule.ladder, set(self.levels))
+            except ValueError as exc:
+                raise ValueError(f"rule {rule.name!r}: {exc}") from exc
+            for level in rule.levels:
+                calendar = rule.calendar_for(level)
+                if calendar is not None and calendar not in self.calendars:
+                    known = ", ".join(sorted(self.calendars)) or "none defined"
+                    raise ValueError(
+                        f"rule {rule.name!r}, level {level!r}: unknown calendar {calendar!r} "
+                        f"(calendars: {known}; define it under `calendars:`)"
+                    )
+            if rule.name in seen:
+                raise ValueError(f"rule name {rule.name!r} is used twice")
+            seen.add(rule.name)
+        if not self.rules[-1].match.is_catch_all:
+            raise ValueError(
+                "the last rule must be a default that matches every incident (`match: {}`), "
+                f"but {self.rules[-1].name!r} has a match"
+            )
+        return self
+
+    def rule_for(self, incident: Incident) -> Rule:
+        """The first rule whose match fits the incident (the default when none other does)."""
+        for rule in self.rules:
+            if rule.match.matches(incident):
+                return rule
+        raise AssertionError("unreachable: the last rule matches every incident")
+
+    def unit_template(self, level: str) -> str:
+        """How a level's unit is found: the file's own definition, or the default hierarchy's."""
+        if level in self.levels:
+            return self.levels[level].unit
+        return DEFAULT_UNITS[level]
+
+    def snapshot_for(self, incident: Incident) -> RuleSnapshot:
+        """The matching rule with everything it needs frozen in (unit templates of its levels)."""
+        rule = self.rule_for(incident)
+        used = {rule.calendar_for(level) for level in rule.levels} - {None}
+        return RuleSnapshot(
+            rules_version=self.version,
+            rule=rule,
+            units={level: self.unit_template(level) for level in rule.levels},
+            calendars={name: self.calendars[name] for name in sorted(n for n in used if n is not None)},
+        )
+
+
+class RuleSnapshot(BaseModel):
+    """The rule an incident runs on, frozen at its start so rule changes never alter it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rules_version: str
+    rule: Rule
+    units: dict[str, str] = Field(default_factory=dict)  # level -> unit template
+    calendars: dict[str, BusinessCalendar] = Field(default_factory=dict)  # frozen with the incident
+
+    def sla_clock(self, level: str) -> SlaClock:
+        """What a level's accept and resolve limits count: its business calendar, or wall-clock time."""
+        name = self.rule.calendar_for(level)
+        return clock_for(self.calendars[name] if name is not None else None)
+
+    def unit_for(self, level: str, incident: Incident) -> str:
+        """The id of the unit that handles the incident at a level of this rule."""
+        return fill_unit(self.units.get(level) or DEFAULT_UNITS[level], incident)
+
+    def notified_units(self, level: str, incident: Incident) -> list[str]:
+        """Extra departments told when the incident reaches a level (the whistle)."""
+        return [fill_unit(template, incident) for template in self.rule.limits(level).notify]

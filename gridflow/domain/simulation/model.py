@@ -1,0 +1,139 @@
+"""What a simulated incident's people do: the lines of a `gridflow simulate` stream."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gridflow.domain.incident import Incident, Rating, Status
+from gridflow.domain.lifecycle import (
+    Accept,
+    EscalationRequestReason,
+    Feedback,
+    IncidentState,
+    LifecycleCommand,
+    RequestEscalation,
+    Resolve,
+    StepKind,
+    Withdraw,
+)
+from gridflow.domain.rules.durations import Delay
+
+# How long after its report a simulated incident is followed; one still open then stays open.
+HORIZON = timedelta(days=30)
+
+
+class Behaviour(BaseModel):
+    """How the handlers and the resident of one incident behave.
+
+    `accept_after` is one duration for every level or a duration per level (a level left out, or
+    null, never accepts); below `solvable_from` the handlers pass the incident up (`requested`)
+    instead of accepting it. Each resolution takes the next of `ratings`; when they run out the
+    resident gives no feedback.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    accept_after: Delay | dict[str, Delay | None] | None = timedelta(minutes=30)
+    solvable_from: str | None = None
+    resolve_after: Delay = timedelta(hours=4)
+    ratings: list[Rating] = Field(default_factory=lambda: [Rating.SATISFIED])
+    feedback_after: Delay = timedelta(hours=2)
+    withdraw_after: Delay | None = None
+
+    def accept_delay(self, level: str) -> timedelta | None:
+        """How long after dispatch the unit at a level accepts (or passes up); None: never."""
+        if isinstance(self.accept_after, dict):
+            return self.accept_after.get(level)
+        return self.accept_after
+
+
+class SimulatedIncident(BaseModel):
+    """One line of a simulation stream: an incident as reported and how its people behave."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    incident: Incident
+    behaviour: Behaviour = Behaviour()
+
+
+class HandlerPlan(BaseModel):
+    """A simulated incident as the Temporal engine plays it: when it is reported on the test server's
+    clock, how its people behave, and the grid its instants are counted on."""
+
+    incident: Incident
+    behaviour: Behaviour
+    report_at: datetime  # on the test server's clock
+    horizon: timedelta = HORIZON  # how long after its report the incident is followed
+    resolution: timedelta | None = None  # see gridflow.domain.lifecycle.resolution
+
+
+ActionKind = Literal["accept", "escalate", "resolve", "feedback", "withdraw"]
+
+
+class Action(BaseModel):
+    """One thing a simulated person does to an incident."""
+
+    kind: ActionKind
+    unit_id: str | None = None
+    rating: Rating | None = None
+
+    def command(self) -> LifecycleCommand:
+        """The lifecycle command this action sends."""
+        if self.kind == "accept":
+            return Accept(unit_id=self.unit_id or "", handler="simulated")
+        if self.kind == "escalate":
+            return RequestEscalation(unit_id=self.unit_id or "", reason=EscalationRequestReason.REQUESTED)
+        if self.kind == "resolve":
+            return Resolve(unit_id=self.unit_id or "", resolution="simulated resolution")
+        if self.kind == "feedback":
+            assert self.rating is not None
+            return Feedback(rating=self.rating)
+        return Withdraw(reason="simulated withdrawal")
+
+
+def _last(state: IncidentState, kind: StepKind) -> datetime | None:
+    for step in reversed(state.timeline):
+        if step.kind is kind:
+            return step.at
+    return None
+
+
+def next_action(behaviour: Behaviour, state: IncidentState) -> tuple[Action, datetime] | None:
+    """What the scripted people do next, and when (None: nothing until the incident changes)."""
+    rule = state.rule
+    if rule is None or state.level is None or state.holder_unit is None:
+        return None
+    # The simulator asks this after every step of every incident: the actions are built without
+    # validation (their fields come from a validated state) and only the earliest is kept.
+    unit, status = state.holder_unit, state.status
+    chosen: tuple[Action, datetime] | None = None
+    if status is Status.DISPATCHED and (wait := behaviour.accept_delay(state.level)) is not None:
+        dispatched = _last(state, StepKind.DISPATCHED)
+        assert dispatched is not None
+        levels = rule.rule.levels
+        index = levels.index(state.level)
+        solvable = behaviour.solvable_from is None or (
+            behaviour.solvable_from in levels and index >= levels.index(behaviour.solvable_from)
+        )
+        kind: ActionKind = "accept" if solvable or index + 1 >= len(levels) else "escalate"
+        chosen = (Action.model_construct(kind=kind, unit_id=unit), dispatched + wait)
+    elif status is Status.ACCEPTED:
+        accepted = _last(state, StepKind.ACCEPTED)
+        assert accepted is not None
+        chosen = (Action.model_construct(kind="resolve", unit_id=unit), accepted + behaviour.resolve_after)
+    elif status is Status.RESOLVED:
+        rated = sum(step.kind is StepKind.FEEDBACK for step in state.timeline)
+        if rated < len(behaviour.ratings):
+            resolved = _last(state, StepKind.RESOLVED)
+            assert resolved is not None
+            feedback = Action.model_construct(kind="feedback", rating=behaviour.ratings[rated])
+            chosen = (feedback, resolved + behaviour.feedback_after)
+    if behaviour.withdraw_after is not None:
+        # On a tie the withdrawal goes first, as it always has.
+        withdrawn = state.timeline[0].at + behaviour.withdraw_after
+        if chosen is None or withdrawn <= chosen[1]:
+            chosen = (Action.model_construct(kind="withdraw"), withdrawn)
+    return chosen

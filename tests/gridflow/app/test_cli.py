@@ -1,0 +1,292 @@
+"""The `gridflow` command: help everywhere, rules check, schema export, and incidents on a real server."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import structlog
+from temporalio.testing import WorkflowEnvironment
+
+from activities.sinks import MemorySink
+from gridflow.app.cli import build_parser, main
+from gridflow.app.compose import build_worker
+from gridflow.domain.incident import Outcome, Rating, Status
+from gridflow.domain.lifecycle import IncidentState, StepKind
+from gridflow.domain.rules.loader import RulesSource
+from tests.conftest import make_incident
+
+
+def _command_paths(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    yield path
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _command_paths(sub, (*path, name))
+
+
+COMMANDS = list(_command_paths(build_parser()))
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """main() configures logging for the whole process; put it back for the tests that follow."""
+    root = logging.getLogger()
+    handlers, level, config = root.handlers[:], root.level, structlog.get_config()
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.configure(**config)
+
+
+def test_every_command_is_covered() -> None:
+    assert {" ".join(path) for path in COMMANDS} >= {
+        "dev",
+        "worker",
+        "rules check",
+        "incident report",
+        "incident show",
+        "incident list",
+        "incident accept",
+        "incident progress",
+        "incident escalate",
+        "incident pause",
+        "incident resume",
+        "incident resolve",
+        "incident feedback",
+        "incident withdraw",
+        "schema export",
+    }
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=lambda path: " ".join(path) or "gridflow")
+def test_help_works_for_every_command(path: tuple[str, ...], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit:
+        main([*path, "--help"])
+    assert exit.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: gridflow {' '.join(path)}".rstrip())
+    description = out.split("\n\n")[1]
+    assert len(description) > 20, f"no useful description for {path}: {description!r}"
+
+
+def test_a_command_is_required(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit:
+        main(["incident"])
+    assert exit.value.code == 2
+
+
+def test_rules_check_shows_the_built_in_rules(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["rules", "check"]) == 0
+    out = capsys.readouterr().out
+    assert "built-in rules: valid" in out
+    assert "rule urgent" in out and "rule default" in out
+    assert "match     priority in urgent" in out
+    assert "grid       accept within 15m" in out
+    assert "resolve within 2h" in out
+
+
+def test_rules_check_names_every_bad_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "rules:\n"
+        "  - name: fast\n"
+        "    ladder: {grid: {accept: 2x, resolve: 1h}}\n"
+        "  - name: default\n"
+        "    ladder: {grid: {accept: 1h}}\n",
+        encoding="utf-8",
+    )
+    assert main(["rules", "check", str(rules)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"{rules}: invalid rules file" in captured.err
+    assert "rules[0].ladder.grid.accept" in captured.err
+    assert "rules[1].ladder.grid.resolve: is required" in captured.err
+
+
+def test_rules_check_takes_the_rules_file_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("version: 7\nrules:\n  - name: only\n    ladder: {grid: {accept: 1h, resolve: 2h}}\n")
+    monkeypatch.setenv("GRIDFLOW_RULES_FILE", str(rules))
+    assert main(["rules", "check"]) == 0
+    assert "version 7" in capsys.readouterr().out
+
+
+def test_schema_export_writes_the_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema", "export", str(tmp_path / "schemas")]) == 0
+    listed = capsys.readouterr().out.split()
+    assert listed and all(Path(path).is_file() for path in listed)
+    assert any(path.endswith("asyncapi.yaml") for path in listed)
+    assert any(path.endswith(".schema.json") for path in listed)
+
+
+# ---------------------------------------------------------------------- against a real Temporal dev server
+
+
+@pytest.fixture
+async def server(dev_server_env: WorkflowEnvironment) -> AsyncIterator[list[str]]:
+    """The flags that point the CLI at the dev server, with a worker on a queue of the test's own."""
+    task_queue = f"cli-{uuid.uuid4().hex[:8]}"
+    worker = build_worker(dev_server_env.client, task_queue, RulesSource(), [MemorySink()])
+    async with worker:
+        yield [
+            "--temporal-address",
+            dev_server_env.client.service_client.config.target_host,
+            "--task-queue",
+            task_queue,
+            "--log-level",
+            "warning",
+        ]
+
+
+async def gridflow(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """Run the command as a user would (it runs its own event loop, so in a thread); (code, out, err)."""
+    code = await asyncio.to_thread(main, list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+async def test_an_incident_reported_handled_and_rated_from_the_command_line(
+    server: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    incident = make_incident()
+    incident_id, grid = incident.incident_id, incident.location.grid_id
+    report = tmp_path / "incident.json"
+    report.write_text(incident.model_dump_json(), encoding="utf-8")
+
+    code, out, _ = await gridflow(capsys, "incident", "report", str(report), *server)
+    assert code == 0 and out.startswith(f"started incident {incident_id}")
+    code, out, _ = await gridflow(capsys, "incident", "report", str(report), *server)
+    assert code == 0 and "already exists; nothing started" in out
+
+    code, _, err = await gridflow(capsys, "incident", "accept", incident_id, "--unit", "g-elsewhere", *server)
+    assert code == 2, err
+    assert err.startswith(f"refused: unit g-elsewhere does not hold incident {incident_id}")
+
+    steps = [
+        ("accept", "--unit", grid, "--handler", "Wang"),
+        ("progress", "--unit", grid, "--note", "ordered a new bulb"),
+        ("pause", "--unit", grid, "--reason", "waiting for the part"),
+        ("resume", "--unit", grid),
+    ]
+    for step in steps:
+        code, out, err = await gridflow(capsys, "incident", step[0], incident_id, *step[1:], *server)
+        assert code == 0, err
+    assert out == f"incident {incident_id}: accepted at grid, held by {grid}\n"
+
+    code, out, _ = await gridflow(capsys, "incident", "show", incident_id, *server)
+    assert code == 0
+    assert f"incident {incident_id}" in out
+    assert "rule         default (rules version" in out
+    assert "level        grid (1 of 3: grid > street > district)" in out
+    assert "status       accepted" in out
+    assert f"holder       {grid}" in out
+    assert "resolve by   20" in out
+    assert "reason=waiting for the part" in out and "note: ordered a new bulb" in out
+    for kind in ("reported", "dispatched", "accepted", "progress", "paused", "resumed"):
+        assert f" {kind} " in out
+
+    resolve = ("resolve", incident_id, "--unit", grid, "--resolution", "new bulb fitted")
+    code, out, _ = await gridflow(capsys, "incident", *resolve, *server)
+    assert (code, out) == (0, f"incident {incident_id}: resolved at grid, held by {grid}\n")
+    code, out, _ = await gridflow(
+        capsys, "incident", "feedback", incident_id, "--rating", "satisfied", *server
+    )
+    assert (code, out) == (0, f"incident {incident_id}: closed at grid (resolved)\n")
+
+    code, _, err = await gridflow(capsys, "incident", "withdraw", incident_id, *server)
+    assert code == 2 and f"incident {incident_id} is closed" in err, err
+
+    code, out, _ = await gridflow(capsys, "incident", "show", incident_id, "--json", *server)
+    assert code == 0
+    state = IncidentState.model_validate_json(out)
+    assert state.status is Status.CLOSED and state.outcome is Outcome.RESOLVED
+    assert state.rating is Rating.SATISFIED
+    assert state.timeline[-1].kind is StepKind.CLOSED
+
+    code, out, _ = await gridflow(capsys, "incident", "show", incident_id, *server)
+    assert "outcome      resolved" in out and "rating       satisfied" in out
+    assert "rating=satisfied" in out and "outcome=resolved" in out
+
+
+async def test_incidents_escalated_withdrawn_and_listed(
+    server: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    district = f"d-cli-{uuid.uuid4().hex[:8]}"
+    first, second = make_incident(district=district), make_incident(district=district, category="drain")
+    for incident in (first, second):
+        (tmp_path / "i.json").write_text(incident.model_dump_json(), encoding="utf-8")
+        assert (await gridflow(capsys, "incident", "report", str(tmp_path / "i.json"), *server))[0] == 0
+
+    grid = first.location.grid_id
+    escalate = (
+        "escalate",
+        first.incident_id,
+        "--unit",
+        grid,
+        "--reason",
+        "not_responsible",
+        "--note",
+        "not ours",
+    )
+    code, out, _ = await gridflow(capsys, "incident", *escalate, *server)
+    assert (code, out) == (0, f"incident {first.incident_id}: dispatched at street, held by s-nanjing-east\n")
+    code, out, _ = await gridflow(
+        capsys, "incident", "withdraw", second.incident_id, "--reason", "dup", *server
+    )
+    assert (code, out) == (0, f"incident {second.incident_id}: closed at grid (withdrawn)\n")
+
+    async def listed(expected: int, *filters: str) -> str:
+        """The list's output once visibility (eventually consistent) shows what the test expects."""
+        out = ""
+        for _ in range(100):
+            code, out, err = await gridflow(
+                capsys, "incident", "list", "--district", district, *filters, *server
+            )
+            assert code == 0, err
+            if (first.incident_id in out) + (second.incident_id in out) == expected:
+                return out
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"the list never showed {expected} incidents: {out}")
+
+    out = await listed(2)
+    assert out.splitlines()[0].split() == [
+        "incident", "status", "level", "district", "category", "priority", "started", "workflow"
+    ]  # fmt: skip
+    line = next(line for line in out.splitlines() if first.incident_id in line)
+    assert line.split()[1:5] == ["dispatched", "street", district, "street_lamp"]
+    assert second.incident_id in await listed(1, "--status", "closed")
+    assert first.incident_id in await listed(1, "--query", "GridflowLevel = 'street'")
+
+
+async def test_a_missing_incident_is_a_clear_error(
+    server: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = await gridflow(capsys, "incident", "show", "inc-never-reported", *server)
+    assert (code, out) == (1, "")
+    assert err.startswith("no incident inc-never-reported")
+    code, _, err = await gridflow(
+        capsys, "incident", "resume", "inc-never-reported", "--unit", "g-1", *server
+    )
+    assert code == 1 and err.startswith("no incident inc-never-reported")
+
+
+async def test_bad_input_and_an_unreachable_server_are_clear_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = tmp_path / "incident.json"
+    report.write_text(json.dumps({"incident_id": "inc-1", "category": "street_lamp"}), encoding="utf-8")
+    code, _, err = await gridflow(capsys, "incident", "report", str(report))
+    assert code == 1 and "invalid Incident" in err and "priority: Field required" in err
+
+    nowhere = ["--temporal-address", "127.0.0.1:1", "--log-level", "error"]
+    code, _, err = await gridflow(capsys, "incident", "show", "inc-1", *nowhere)
+    assert code == 1 and err.startswith("cannot connect to Temporal at 127.0.0.1:1")
