@@ -1350,8 +1350,8 @@ def simulation_benchmark(runs: SimulationRuns, sizes: Sizes) -> Benchmark:
             "fresh_process_incidents_per_second",
             fresh.engine_per_second,
             "incidents/s",
-            "incidents/s that `gridflow simulate` itself reports in that process (its simulation pass "
-            "only: no interpreter start-up, no check of the file)",
+            "incidents/s that `gridflow simulate` itself reports in that process (its one pass over the "
+            "stream, reading and checking included; no interpreter start-up)",
         )
     )
     if runs.large is not None:
