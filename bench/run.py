@@ -1350,8 +1350,8 @@ def simulation_benchmark(runs: SimulationRuns, sizes: Sizes) -> Benchmark:
             "fresh_process_incidents_per_second",
             fresh.engine_per_second,
             "incidents/s",
-            "incidents/s that `gridflow simulate` itself reports in that process (its simulation pass "
-            "only: no interpreter start-up, no check of the file)",
+            "incidents/s that `gridflow simulate` itself reports in that process (its one pass over the "
+            "stream, reading and checking included; no interpreter start-up)",
         )
     )
     if runs.large is not None:
@@ -1495,6 +1495,18 @@ def meta(quick: bool, wall: float, only: list[str], large: bool) -> dict[str, An
     }
 
 
+def updated(earlier: dict[str, Any], document: dict[str, Any]) -> dict[str, Any]:
+    """`document`'s benchmarks in place of the same ones of `earlier`, the others kept; each keeps the
+    meta of the run it came from."""
+    benchmarks = dict(document["benchmarks"])
+    for name, kept in earlier.get("benchmarks", {}).items():
+        if name not in benchmarks:
+            benchmarks[name] = {**kept, "run": kept.get("run", earlier.get("meta", {}))}
+    ordered = {name: benchmarks[name] for name in BENCHMARKS if name in benchmarks}
+    meta = {**document["meta"], "updated": list(document["benchmarks"])}
+    return {**document, "meta": meta, "benchmarks": ordered}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks; print the table; write the JSON."""
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
@@ -1509,6 +1521,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME",
         help=f"run only this benchmark (repeatable; one of {', '.join(BENCHMARKS)}); "
         f"{', '.join(SERVER_BENCHMARKS)} share their servers and figures and always run together",
+    )
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="with --json and --only: replace only these benchmarks' figures in the existing file, keeping "
+        "the others (each benchmark records the run it came from)",
     )
     parser.add_argument(
         "--large",
@@ -1536,11 +1554,11 @@ def main(argv: list[str] | None = None) -> int:
         f"load {load}{bytecode})"
     )
     if args.json is not None:
-        document = {
-            "meta": meta(args.quick, wall, names, args.large),
-            "sizes": asdict(sizes),
-            "benchmarks": {benchmark.name: benchmark.as_dict() for benchmark in benchmarks},
-        }
+        run_meta = meta(args.quick, wall, names, args.large)
+        figures = {benchmark.name: {**benchmark.as_dict(), "run": run_meta} for benchmark in benchmarks}
+        document = {"meta": run_meta, "sizes": asdict(sizes), "benchmarks": figures}
+        if args.update and args.json.exists():
+            document = updated(json.loads(args.json.read_text(encoding="utf-8")), document)
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
         progress(f"figures written to {args.json}")

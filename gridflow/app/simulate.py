@@ -46,7 +46,7 @@ from gridflow.domain.simulation.results import (
     SimulationResult,
     ladder_levels,
 )
-from gridflow.domain.simulation.stream import check_stream, read_stream
+from gridflow.domain.simulation.stream import StreamInfo, count_incidents, read_stream
 from workflows.client import incident_state
 from workflows.simulated_handlers import SimulatedHandlers, SimulationRun
 
@@ -92,8 +92,10 @@ def simulate_discrete(
     horizon: timedelta = HORIZON,
     finished: Finished | None = None,
 ) -> Simulation:
-    """Run a stream file on one or two rule sets with the discrete-event engine, in one pass."""
-    info = check_stream(path)
+    """Run a stream file on one or two rule sets with the discrete-event engine, in one pass (each
+    line checked as it is read: a bad one stops the run with StreamError naming every bad line)."""
+    total = count_incidents(path)
+    info = StreamInfo()
     started = time.monotonic()
     breakdowns = [Breakdown() for _ in rule_sets]
     pairing = Pairing() if len(rule_sets) == 2 else None
@@ -111,18 +113,19 @@ def simulate_discrete(
 
     def progressed(at: datetime, cases: int) -> None:
         if progress is not None:
-            progress(at, cases // len(rule_sets), info.incidents)
+            progress(at, cases // len(rule_sets), total)
 
     with fewer_collections():
         run_discrete(
-            read_stream(path),
+            read_stream(path, info),
             [rules for _, rules in rule_sets],
             count,
             horizon=horizon,
             resolution=resolution,
             progressed=progressed,
-            progress_every=max(1, min(5000, info.incidents // 100)) * len(rule_sets),
+            progress_every=max(1, min(5000, total // 100)) * len(rule_sets),
         )
+    assert info.first_report is not None  # read_stream raises on a stream without incidents
     first = ceil_to(info.first_report.astimezone(UTC), resolution)
     return Simulation(
         engine=Engine.DISCRETE.value,

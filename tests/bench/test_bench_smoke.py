@@ -53,3 +53,23 @@ def test_the_quick_benchmark_run_writes_numeric_results_for_every_benchmark(tmp_
         assert f"{figure}_ratio" in benchmarks[name]["results"], (name, figure)
     assert "incidents_per_second" in benchmarks["simulation"]["results"]
     assert "simulated_days_per_second" in benchmarks["simulation"]["results"]
+
+
+def test_an_update_replaces_the_benchmarks_run_again_and_keeps_the_others() -> None:
+    from bench.run import updated
+
+    earlier = {
+        "meta": {"mode": "full", "finished_at": "yesterday"},
+        "benchmarks": {"ingestion": {"results": {"a": 1}}, "simulation": {"results": {"b": 2}}},
+    }
+    again = {
+        "meta": {"mode": "full", "finished_at": "today"},
+        "sizes": {},
+        "benchmarks": {"simulation": {"results": {"b": 3}, "run": {"finished_at": "today"}}},
+    }
+    document = updated(earlier, again)
+    assert list(document["benchmarks"]) == ["ingestion", "simulation"]
+    assert document["benchmarks"]["simulation"]["results"] == {"b": 3}
+    assert document["benchmarks"]["ingestion"]["results"] == {"a": 1}
+    assert document["benchmarks"]["ingestion"]["run"]["finished_at"] == "yesterday"
+    assert document["meta"]["updated"] == ["simulation"]

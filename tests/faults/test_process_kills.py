@@ -44,7 +44,9 @@ from tests.deploy.test_scale_out import PARTITIONS, ROOT, Process, Scenario, con
 from tests.events.samples import sample_data
 from workflows.client import incident_state, report_incident, send_command
 
-DEMO_RULES = ROOT / "gridflow" / "domain" / "rules" / "demo.yaml"  # demo-default: grid accept 10 s, resolve 30 s, ...
+DEMO_RULES = (
+    ROOT / "gridflow" / "domain" / "rules" / "demo.yaml"
+)  # demo-default: grid accept 10 s, resolve 30 s, ...
 FEEDBACK_WINDOW = timedelta(seconds=20)  # demo-default's feedback window
 
 # Steps that happen at most once per (level, clock, fraction) in these scenarios: a second one is a replay

@@ -28,16 +28,11 @@ def parse_duration(text: str) -> timedelta:
 @lru_cache(maxsize=4096)
 def _parse_text(text: str) -> timedelta:
     match = _PATTERN.match(text.strip())
-    if not text or match is None or not any(match.groupdict().values()):
+    if match is None or not any(parts := match.groups()):
         raise _not_a_duration(text)
-    parts = {key: int(value) for key, value in match.groupdict().items() if value}
+    days, hours, minutes, seconds = (int(part) if part else 0 for part in parts)
     try:
-        return timedelta(
-            days=parts.get("d", 0),
-            hours=parts.get("h", 0),
-            minutes=parts.get("m", 0),
-            seconds=parts.get("s", 0),
-        )
+        return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
     except OverflowError as exc:
         raise ValueError(f"{text!r} is too long a duration") from exc
 

@@ -23,7 +23,7 @@ from gridflow.domain import lifecycle
 from gridflow.domain.lifecycle import IncidentState
 from gridflow.domain.lifecycle.resolution import ceil_to
 from gridflow.domain.rules.model import RuleSet, RuleSnapshot
-from gridflow.domain.simulation.model import HORIZON, SimulatedIncident, next_action
+from gridflow.domain.simulation.model import HORIZON, Action, SimulatedIncident, next_action
 
 # What the engine reports as cases end: which rule set, the stream line, and the final state (closed,
 # or open at its horizon).
@@ -42,6 +42,10 @@ class _Case:
     item: SimulatedIncident
     state: IncidentState
     horizon: datetime
+    # What the state said when the engine last left it (nothing else changes it meanwhile): when its
+    # next clock is due, and what its people do next. Kept so that a wake does not ask twice.
+    due: datetime | None = None
+    action: tuple[Action, datetime] | None = None
 
 
 class _Snapshots:
@@ -79,6 +83,7 @@ def run_discrete(
     order = itertools.count()  # first in, first out among cases due at the same instant
     reports: Iterator[SimulatedIncident] = iter(stream)
     pending = next(reports, None)
+    reported = _report_instant(pending, resolution)
     last_report: datetime | None = None
     now: datetime | None = None
     done = 0
@@ -95,19 +100,18 @@ def run_discrete(
             heapq.heappush(queue, (wake, next(order), case))
 
     while pending is not None or queue:
-        if pending is not None:
-            reported = ceil_to(pending.incident.reported_at.astimezone(UTC), resolution)
+        if pending is not None and reported is not None and (not queue or reported <= queue[0][0]):
             if last_report is not None and reported < last_report:
                 raise ValueError(
                     f"incident {pending.incident.incident_id} is reported before the one above it: "
                     "a stream must be in report order"
                 )
-            if not queue or reported <= queue[0][0]:
-                last_report = now = reported
-                for lane, source in enumerate(snapshots):
-                    settle(_open(lane, pending, source.for_incident(pending), reported, horizon), reported)
-                pending = next(reports, None)
-                continue
+            last_report = now = reported
+            for lane, source in enumerate(snapshots):
+                settle(_open(lane, pending, source.for_incident(pending), reported, horizon), reported)
+            pending = next(reports, None)
+            reported = _report_instant(pending, resolution)
+            continue
         now, _, case = heapq.heappop(queue)
         settle(case, now)
     if progressed is not None and done % progress_every:
@@ -116,20 +120,30 @@ def run_discrete(
     return now
 
 
+def _report_instant(item: SimulatedIncident | None, resolution: timedelta | None) -> datetime | None:
+    """When the engine opens the incident: its report, in UTC, on the grid."""
+    return None if item is None else ceil_to(item.incident.reported_at.astimezone(UTC), resolution)
+
+
 def _open(
     lane: int, item: SimulatedIncident, snapshot: RuleSnapshot, at: datetime, horizon: timedelta
 ) -> _Case:
     state, _ = lifecycle.report(item.incident, at)
     lifecycle.start(state, item.incident, snapshot, at)
-    return _Case(lane=lane, item=item, state=state, horizon=at + horizon)
+    case = _Case(lane=lane, item=item, state=state, horizon=at + horizon)
+    case.due, case.action = lifecycle.next_due(state), next_action(item.behaviour, state)
+    return case
 
 
 def _advance(case: _Case, now: datetime, resolution: timedelta | None) -> datetime | None:
     """Fire what is due at `now`, then let the people act; the case's next instant, or None when it is
     done (closed, or nothing happens before its horizon)."""
     state, incident, behaviour = case.state, case.item.incident, case.item.behaviour
-    lifecycle.fire_due(state, incident, now)
-    action = next_action(behaviour, state) if state.is_open else None
+    action, fired = case.action, case.due is not None and case.due <= now
+    if fired:  # as fire_due decides: otherwise it would change nothing
+        lifecycle.fire_due(state, incident, now)
+        action = next_action(behaviour, state) if state.is_open else None
+    changed = fired
     while action is not None and ceil_to(action[1], resolution) <= now:
         try:
             lifecycle.apply(state, incident, action[0].command(), now)
@@ -138,9 +152,13 @@ def _advance(case: _Case, now: datetime, resolution: timedelta | None) -> dateti
         # A command can make a clock due at once (a reopened incident's zero-length limit).
         lifecycle.fire_due(state, incident, now)
         action = next_action(behaviour, state) if state.is_open else None
+        changed = True
     if not state.is_open:
         return None
-    candidates = [ceil_to(t, resolution) for t in (lifecycle.next_due(state), action and action[1]) if t]
+    if changed:
+        case.due = lifecycle.next_due(state)
+    case.action = action
+    candidates = [ceil_to(t, resolution) for t in (case.due, action and action[1]) if t]
     wake = min(candidates, default=None)
     if wake is None or wake > case.horizon:
         return None

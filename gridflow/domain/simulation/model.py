@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -76,6 +77,8 @@ ActionKind = Literal["accept", "escalate", "resolve", "feedback", "withdraw"]
 class Action(BaseModel):
     """One thing a simulated person does to an incident."""
 
+    model_config = ConfigDict(frozen=True)
+
     kind: ActionKind
     unit_id: str | None = None
     rating: Rating | None = None
@@ -94,6 +97,11 @@ class Action(BaseModel):
         return Withdraw(reason="simulated withdrawal")
 
 
+@lru_cache(maxsize=65536)
+def _action(kind: ActionKind, unit_id: str | None = None, rating: Rating | None = None) -> Action:
+    return Action(kind=kind, unit_id=unit_id, rating=rating)
+
+
 def _last(state: IncidentState, kind: StepKind) -> datetime | None:
     for step in reversed(state.timeline):
         if step.kind is kind:
@@ -106,8 +114,8 @@ def next_action(behaviour: Behaviour, state: IncidentState) -> tuple[Action, dat
     rule = state.rule
     if rule is None or state.level is None or state.holder_unit is None:
         return None
-    # The simulator asks this after every step of every incident: the actions are built without
-    # validation (their fields come from a validated state) and only the earliest is kept.
+    # The simulator asks this after every step of every incident: the actions are shared (few units,
+    # five kinds) and only the earliest is kept.
     unit, status = state.holder_unit, state.status
     chosen: tuple[Action, datetime] | None = None
     if status is Status.DISPATCHED and (wait := behaviour.accept_delay(state.level)) is not None:
@@ -119,21 +127,21 @@ def next_action(behaviour: Behaviour, state: IncidentState) -> tuple[Action, dat
             behaviour.solvable_from in levels and index >= levels.index(behaviour.solvable_from)
         )
         kind: ActionKind = "accept" if solvable or index + 1 >= len(levels) else "escalate"
-        chosen = (Action.model_construct(kind=kind, unit_id=unit), dispatched + wait)
+        chosen = (_action(kind, unit), dispatched + wait)
     elif status is Status.ACCEPTED:
         accepted = _last(state, StepKind.ACCEPTED)
         assert accepted is not None
-        chosen = (Action.model_construct(kind="resolve", unit_id=unit), accepted + behaviour.resolve_after)
+        chosen = (_action("resolve", unit), accepted + behaviour.resolve_after)
     elif status is Status.RESOLVED:
         rated = sum(step.kind is StepKind.FEEDBACK for step in state.timeline)
         if rated < len(behaviour.ratings):
             resolved = _last(state, StepKind.RESOLVED)
             assert resolved is not None
-            feedback = Action.model_construct(kind="feedback", rating=behaviour.ratings[rated])
+            feedback = _action("feedback", rating=behaviour.ratings[rated])
             chosen = (feedback, resolved + behaviour.feedback_after)
     if behaviour.withdraw_after is not None:
         # On a tie the withdrawal goes first, as it always has.
         withdrawn = state.timeline[0].at + behaviour.withdraw_after
         if chosen is None or withdrawn <= chosen[1]:
-            chosen = (Action.model_construct(kind="withdraw"), withdrawn)
+            chosen = (_action("withdraw"), withdrawn)
     return chosen

@@ -198,3 +198,26 @@ def test_a_stream_out_of_report_order_or_with_a_repeated_id_is_refused_line_by_l
         "a stream must be in report order (generate-stream writes it so)",
         f"{path}:3: incident id 'hand-2' appears twice",
     ]
+
+
+def test_a_bad_line_deep_in_a_stream_stops_the_simulation_and_every_bad_line_is_named(tmp_path: Path) -> None:
+    items = generate(400, days=3, seed=5, start=START)
+    lines = [item.model_dump_json() for item in items]
+    lines[250] = '{"incident": {"incident_id": "x"}}'
+    lines[390] = lines[10]  # an id seen before
+    path = tmp_path / "late.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    done: list[str] = []
+
+    with pytest.raises(StreamError) as refused:
+        simulate_discrete(
+            path,
+            [("built-in", builtin_rule_set())],
+            finished=lambda _, item, state: done.append(item.incident.incident_id),
+        )
+
+    problems = str(refused.value).splitlines()
+    assert problems[0] == f"{path}:251: incident.category: Field required"
+    assert problems[1].startswith(f"{path}:391: ")
+    # It stopped at the first bad line: no incident reported after it was run.
+    assert len(done) < 251
