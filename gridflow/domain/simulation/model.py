@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from gridflow.domain.incident import Incident, Rating, Status
 from gridflow.domain.lifecycle import (
@@ -26,6 +26,18 @@ from gridflow.domain.rules.durations import Delay
 HORIZON = timedelta(days=30)
 
 
+def _per_level_or_one(value: object) -> str:
+    return "per_level" if isinstance(value, dict) else "one"
+
+
+# One delay for every level, or one per level: told apart by the value's shape, so that a per-level
+# mapping (what generate-stream writes) is not first tried, and refused, as a duration.
+AcceptAfter = Annotated[
+    Annotated[dict[str, Delay | None], Tag("per_level")] | Annotated[Delay, Tag("one")],
+    Discriminator(_per_level_or_one),
+]
+
+
 class Behaviour(BaseModel):
     """How the handlers and the resident of one incident behave.
 
@@ -37,7 +49,7 @@ class Behaviour(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    accept_after: Delay | dict[str, Delay | None] | None = timedelta(minutes=30)
+    accept_after: AcceptAfter | None = timedelta(minutes=30)
     solvable_from: str | None = None
     resolve_after: Delay = timedelta(hours=4)
     ratings: list[Rating] = Field(default_factory=lambda: [Rating.SATISFIED])

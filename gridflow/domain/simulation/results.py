@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +31,22 @@ def ladder_levels(rules: RuleSet) -> list[str]:
 class Breakdown:
     """The rates of one rule set over a stream: overall, and per district, category and rule."""
 
-    overall: RateReport = field(default_factory=RateReport)
     by_district: dict[str, RateReport] = field(default_factory=dict)
     by_category: dict[str, RateReport] = field(default_factory=dict)
     by_rule: dict[str, RateReport] = field(default_factory=dict)
+
+    @property
+    def overall(self) -> RateReport:
+        """The rates over every incident (the districts' together: each incident is in one)."""
+        report = RateReport()
+        for part in self.by_district.values():
+            report.merge(part)
+        return report
 
     def add(self, state: IncidentState) -> None:
         """Count one incident in, wherever it belongs."""
         one = RateReport()
         one.add(state)
-        self.overall.merge(one)
         rule = state.rule.rule.name if state.rule else "-"
         for parts, key in (
             (self.by_district, state.district_id),
@@ -62,9 +69,9 @@ class SimulationResult:
     breakdown: Breakdown
     simulated: timedelta  # from the first report to the last thing that happened
 
-    @property
+    @cached_property
     def report(self) -> RateReport:
-        """The overall rates."""
+        """The overall rates (the result is made once its simulation is over)."""
         return self.breakdown.overall
 
     def as_dict(self) -> dict[str, Any]:
@@ -72,9 +79,9 @@ class SimulationResult:
         parts = self.breakdown
         return {
             "rules_version": self.rules_version,
-            "incidents": parts.overall.incidents,
+            "incidents": self.report.incidents,
             "simulated_seconds": self.simulated.total_seconds(),
-            **parts.overall.as_dict(self.levels),
+            **self.report.as_dict(self.levels),
             "by_district": {k: v.as_dict(self.levels) for k, v in sorted(parts.by_district.items())},
             "by_category": {k: v.as_dict(self.levels) for k, v in sorted(parts.by_category.items())},
             "by_rule": {k: v.as_dict(self.levels) for k, v in sorted(parts.by_rule.items())},

@@ -105,8 +105,8 @@ def test_each_part_of_a_breakdown_counts_what_its_incidents_alone_would(tmp_path
         finished=lambda _, item, state: states.__setitem__(item.incident.incident_id, state),
     )
 
-    parts = simulation.results[0].breakdown
-    assert parts.overall == rate_report(states.values())
+    parts, levels = simulation.results[0].breakdown, simulation.results[0].levels
+    assert parts.overall.as_dict(levels) == rate_report(states.values()).as_dict(levels)
     for district, report in parts.by_district.items():
         assert report == rate_report(s for s in states.values() if s.district_id == district)
     for category, report in parts.by_category.items():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from gridflow.domain.incident import Priority
 from gridflow.domain.rules.loader import builtin_rule_set
 from gridflow.domain.rules.model import Match, OnUnsatisfied, Rule, RuleSet
+from gridflow.domain.simulation.generator import generate
 from tests.conftest import make_incident
 
 _LADDER: dict[str, Any] = {"grid": {"accept": "1h", "resolve": "2h"}}
@@ -102,6 +103,25 @@ def test_a_match_on_several_fields_needs_every_one_to_fit() -> None:
     assert not match.matches(
         make_incident(category="street_lamp", priority=Priority.URGENT, district="d-pudong")
     )
+
+
+def test_a_match_fits_exactly_the_incidents_it_finds_no_mismatch_in() -> None:
+    matches = [
+        Match(),
+        Match(category=["pothole", "street_lamp"]),
+        Match(priority=[Priority.URGENT]),
+        Match(district=["d-huangpu"], channel=["hotline"]),
+        Match(street=["s-huangpu-1"], priority=[Priority.HIGH, Priority.NORMAL]),
+        Match(channel=["app"]),
+    ]
+    incidents = [
+        item.incident for item in generate(300, days=2, seed=3, start=datetime(2026, 11, 2, tzinfo=UTC))
+    ]
+    incidents.append(make_incident().model_copy(update={"reporter": None}))
+    for match in matches:
+        fits = [match.matches(incident) for incident in incidents]
+        assert fits == [not match.mismatches(incident) for incident in incidents]
+        assert any(fits) and (match == Match() or not all(fits))
 
 
 def test_an_empty_list_in_a_match_is_refused() -> None:
