@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from collections import OrderedDict
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from gridflow.domain.incident import EscalationReason, Outcome, Rating
 from gridflow.domain.lifecycle import Step, StepBatch, StepKind
@@ -21,9 +21,13 @@ _TIME_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 43
 
 
 class LifecycleMetrics:
-    """The `gridflow_*` incident metrics of PRODUCT.md section 8."""
+    """The `gridflow_*` incident metrics (README: Operating gridflow, Metrics), in one process's registry.
 
-    def __init__(self, remember: int = 200_000, registry: CollectorRegistry = REGISTRY) -> None:
+    The composition root creates the registry (one per process) and serves it; nothing registers at
+    import, so what a process exposes does not depend on what it happened to import.
+    """
+
+    def __init__(self, registry: CollectorRegistry, remember: int = 200_000) -> None:
         self._seen: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._remember = remember
         self._initialised: set[tuple[str, ...]] = set()
@@ -214,6 +218,3 @@ class MetricsSink:
     async def publish(self, batch: StepBatch) -> None:
         """Count the batch's new steps."""
         self._metrics.observe(batch)
-
-
-LIFECYCLE = LifecycleMetrics()

@@ -1,13 +1,15 @@
-"""Where published lifecycle steps go: a structured log line, an in-process list for tests."""
+"""Where published lifecycle steps go: the sink protocol, and a structured log line per step.
+
+The other sinks: Kafka (kafka_sink.py) and the metrics (metrics.py).
+"""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Protocol
 
 import structlog
 
-from gridflow.domain.lifecycle import Step, StepBatch
+from gridflow.domain.lifecycle import StepBatch
 
 log = structlog.get_logger("gridflow.steps")
 
@@ -39,22 +41,3 @@ class LogSink:
                 outcome=step.outcome.value if step.outcome else None,
                 deadline=step.deadline.isoformat() if step.deadline else None,
             )
-
-
-class MemorySink:
-    """Keeps every step in memory, deduplicated by (incident, seq) as a real consumer would."""
-
-    def __init__(self) -> None:
-        self._steps: dict[str, dict[int, Step]] = {}
-        self._changed = asyncio.Event()
-
-    async def publish(self, batch: StepBatch) -> None:
-        """Remember the steps."""
-        steps = self._steps.setdefault(batch.incident_id, {})
-        for step in batch.steps:
-            steps[step.seq] = step
-        self._changed.set()
-
-    def steps(self, incident_id: str) -> list[Step]:
-        """The steps published so far for an incident, in order."""
-        return [step for _, step in sorted(self._steps.get(incident_id, {}).items())]

@@ -2,14 +2,18 @@
 
 Guarantees, and how they are kept:
 - nothing lost: an offset is committed only when every message before it in its partition has been
-  acknowledged by Temporal or written to the dead-letter topic (contiguous commits, last + 1);
+  acknowledged by Temporal or written to the dead-letter topic (contiguous commits, last + 1:
+  `events.offsets`);
 - nothing doubled: starts are idempotent (workflow id per incident, conflict and reuse policies) and
   lifecycle commands carry the CloudEvent's identity as their update id, which Temporal applies once;
 - per-incident order: messages with the same key (the incident id) run one after another, while
-  different incidents run concurrently, up to `bridge_max_in_flight` Temporal calls at once;
+  different incidents run concurrently, up to `bridge_max_in_flight` Temporal calls at once
+  (`events.ordering`);
 - backpressure: when that many calls are in flight (Temporal slow or down), the partitions are paused
   (the consumer keeps polling, so the group does not rebalance) and resumed when calls drain;
-- bad input: anything unusable goes to the dead-letter topic with the reason in its headers.
+- bad input: anything unusable goes to the dead-letter topic with the reason in its headers
+  (`events.dead_letter_writer`); a dead letter the topic itself will not take is parked: logged,
+  counted and committed past.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,53 +30,41 @@ from typing import Any, Protocol, TypeVar
 import structlog
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import CorruptRecordError, MessageSizeTooLargeError
+from kafka.errors import CorruptRecordError
 from kafka.structs import OffsetAndMetadata, TopicPartition
-from temporalio.client import Client, WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
-from temporalio.service import RPCError, RPCStatusCode
+from prometheus_client import CollectorRegistry
+from temporalio.client import Client
 
 from events import contract
 from events.cloudevents import EventRejected, InboundEvent, parse_message
+from events.dead_letter_writer import DeadLetter, DeadLetterWriter
+from events.errors import ErrorType
 from events.kafka import ensure_topics, make_consumer, make_producer
-from events.metrics import BRIDGE
+from events.metrics import BridgeMetrics, MessageOutcome
+from events.offsets import OffsetTracker
+from events.ordering import PerIncidentOrder, Pressure
 from events.settings import BridgeSettings
 from gridflow.domain.incident import Incident
-from workflows.client import command_was_applied, report_incident, send_command
+from workflows.client import (
+    TEMPORAL_CALL_ERRORS,
+    TemporalErrorKind,
+    classify_temporal_error,
+    command_was_applied,
+    report_incident,
+    send_command,
+)
 
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
-# Temporal answers that mean "try again later", never "this message is bad".
-TRANSIENT = {
-    RPCStatusCode.UNAVAILABLE,
-    RPCStatusCode.DEADLINE_EXCEEDED,
-    RPCStatusCode.RESOURCE_EXHAUSTED,
-    RPCStatusCode.CANCELLED,
-    RPCStatusCode.ABORTED,
-    RPCStatusCode.INTERNAL,
-    RPCStatusCode.UNKNOWN,
-}
 MAX_BACKOFF_SECONDS = 30.0
 COMMIT_INTERVAL_SECONDS = 0.2
 LAG_INTERVAL_SECONDS = 5.0
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """Why a message cannot be used."""
-
-    error_type: str
-    message: str
-
-
-class Outcome:
-    """How a message ended, for metrics and logs."""
-
-    STARTED = "started"
-    DUPLICATE = "duplicate"
-    APPLIED = "applied"
-    DEAD_LETTERED = "dead_lettered"
+#: Most records taken in one poll, whatever room the in-flight limit leaves.
+MAX_POLL_RECORDS = 500
+#: How long a stopping bridge lets its in-flight messages finish before abandoning them (redelivered).
+STOP_GRACE_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -125,55 +116,6 @@ def command_id(event: InboundEvent) -> str:
     return f"ce-{digest[:40]}"
 
 
-class OffsetTracker:
-    """Which offsets of each partition are finished, and how far each can be committed."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pending: dict[TopicPartition, dict[int, bool]] = {}
-
-    def add(self, partition: TopicPartition, offset: int) -> None:
-        """Note a message taken from Kafka."""
-        with self._lock:
-            self._pending.setdefault(partition, {})[offset] = False
-
-    def finish(self, partition: TopicPartition, offset: int) -> None:
-        """Note a message done (acknowledged or dead-lettered)."""
-        with self._lock:
-            offsets = self._pending.get(partition)
-            if offsets is not None and offset in offsets:
-                offsets[offset] = True
-
-    def committable(self, partitions: list[TopicPartition] | None = None) -> dict[TopicPartition, int]:
-        """For each partition whose finished prefix grew: the next offset to read (last done + 1)."""
-        result: dict[TopicPartition, int] = {}
-        with self._lock:
-            for partition, offsets in self._pending.items():
-                if partitions is not None and partition not in partitions:
-                    continue
-                last = None
-                # dicts keep insertion order, and Kafka hands offsets out in order.
-                for offset, done in list(offsets.items()):
-                    if not done:
-                        break
-                    last = offset
-                    del offsets[offset]
-                if last is not None:
-                    result[partition] = last + 1
-        return result
-
-    def forget(self, partitions: list[TopicPartition]) -> None:
-        """Drop partitions this bridge no longer owns."""
-        with self._lock:
-            for partition in partitions:
-                self._pending.pop(partition, None)
-
-    def outstanding(self) -> int:
-        """Messages taken but not finished."""
-        with self._lock:
-            return sum(not done for offsets in self._pending.values() for done in offsets.values())
-
-
 class ReadinessFlag(Protocol):
     """Where the bridge says whether it does its job (the process's `/readyz`)."""
 
@@ -187,25 +129,32 @@ class _Unwatched:
 
 
 class Bridge:
-    """Consumes the incidents topic and drives incident workflows; see the module docstring."""
+    """Consumes the incidents topic and drives incident workflows; see the module docstring.
+
+    `metrics` are the bridge's counters, in the registry of the process that serves them; without
+    one, the bridge counts in a registry of its own (`bridge.metrics.registry`).
+    """
 
     def __init__(
-        self, settings: BridgeSettings, client: Client, readiness: ReadinessFlag | None = None
+        self,
+        settings: BridgeSettings,
+        client: Client,
+        readiness: ReadinessFlag | None = None,
+        *,
+        metrics: BridgeMetrics | None = None,
     ) -> None:
         self._settings = settings
         self._client = client
         self.readiness: ReadinessFlag = readiness or _Unwatched()
+        self.metrics = metrics if metrics is not None else BridgeMetrics(CollectorRegistry())
         # kafka-python's consumer is not thread-safe: every call to it runs on this one thread.
         self._kafka_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gridflow-consumer")
-        self._tracker = OffsetTracker()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._tails: dict[bytes, asyncio.Task[None]] = {}
-        self._paused = False
+        self._offsets = OffsetTracker()
+        self._in_flight = PerIncidentOrder(settings.bridge_max_in_flight)
         self._stopping = asyncio.Event()
         self._consumer: KafkaConsumer | None = None
-        self._producer: KafkaProducer | None = None
+        self._dead_letters: DeadLetterWriter | None = None
         self.assigned: set[TopicPartition] = set()
-        self._committed: dict[TopicPartition, int] = {}
 
     async def _on_kafka(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -215,7 +164,8 @@ class Bridge:
         """Consume until `stop` is set, then finish in-flight work, commit and leave the group."""
         settings = self._settings
         await asyncio.to_thread(ensure_topics, settings)
-        self._producer = await asyncio.to_thread(make_producer, settings)
+        producer = await asyncio.to_thread(make_producer, settings)
+        self._dead_letters = DeadLetterWriter(producer, settings.dlq_topic, self.metrics, self._stopping)
         consumer: KafkaConsumer = await self._on_kafka(make_consumer, settings)
         self._consumer = consumer
         await self._on_kafka(consumer.subscribe, [settings.incidents_topic], listener=_Rebalance(self))
@@ -230,7 +180,7 @@ class Bridge:
         try:
             while not stop.is_set():
                 # Take no more than the in-flight limit leaves room for, so memory stays bounded.
-                room = max(1, min(500, settings.bridge_max_in_flight - len(self._tasks)))
+                room = self._in_flight.room(MAX_POLL_RECORDS)
                 try:
                     batches = await self._on_kafka(consumer.poll, timeout_ms=200, max_records=room)
                 except CorruptRecordError as exc:
@@ -249,61 +199,42 @@ class Bridge:
                     await self._on_kafka(self._measure_lag, consumer)
                     last_lag = time.monotonic()
         finally:
-            await self._shutdown()
+            await self._shutdown(producer)
 
     def _take(self, partition: TopicPartition, record: ConsumerRecord) -> None:
-        self._tracker.add(partition, record.offset)
-        BRIDGE.in_flight.inc()
-        previous = self._tails.get(record.key) if record.key is not None else None
-        task = asyncio.create_task(self._after(previous, partition, record))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        if record.key is not None:
-            key = record.key
-            self._tails[key] = task
-            task.add_done_callback(
-                lambda t: self._tails.pop(key, None) if self._tails.get(key) is t else None
-            )
+        self._offsets.add(partition, record.offset)
+        self.metrics.in_flight.inc()
+        task = self._in_flight.start(record.key, lambda: self._see_through(partition, record))
+        task.add_done_callback(lambda _: self.metrics.in_flight.dec())
 
-    async def _after(
-        self, previous: asyncio.Task[None] | None, partition: TopicPartition, record: ConsumerRecord
-    ) -> None:
-        if previous is not None:
-            # Same incident: wait for its earlier event, whatever became of it.
-            await asyncio.wait([previous])
+    async def _see_through(self, partition: TopicPartition, record: ConsumerRecord) -> None:
+        """Handle one message to its end (acknowledged or dead-lettered), then mark it committable."""
         try:
-            try:
-                await self._handle(record)
-            except Exception as exc:
-                # A bug must not stall the partition or kill the bridge: park the message where it
-                # can be replayed once the bug is fixed.
-                log.exception(
-                    "unexpected error handling a message", partition=record.partition, offset=record.offset
-                )
-                await self._dead_letter(
-                    record, DeadLetter("internal_error", f"{type(exc).__name__}: {exc}"), "unknown"
-                )
-            self._tracker.finish(partition, record.offset)
-        except asyncio.CancelledError:
-            pass  # shutting down mid-retry: not committed, so it is redelivered
-        finally:
-            BRIDGE.in_flight.dec()
+            await self._handle(record)
+        except Exception as exc:
+            # A bug must not stall the partition or kill the bridge: dead-letter the message, to be
+            # replayed once the bug is fixed.
+            log.exception(
+                "unexpected error handling a message", partition=record.partition, offset=record.offset
+            )
+            letter = DeadLetter(ErrorType.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
+            await self._dead_letter(record, letter, "unknown")
+        # Not reached when the bridge stops mid-retry (CancelledError): not committed, so redelivered.
+        self._offsets.finish(partition, record.offset)
 
     async def _apply_backpressure(self) -> None:
         assert self._consumer is not None
-        busy = len(self._tasks)
-        limit = self._settings.bridge_max_in_flight
-        if not self._paused and busy >= limit:
-            await self._on_kafka(lambda c: c.pause(*c.assignment()), self._consumer)
-            self._paused = True
-            log.info("bridge paused: Temporal calls in flight at the limit", in_flight=busy)
-        elif self._paused and busy <= limit // 2:
-            await self._on_kafka(lambda c: c.resume(*c.paused()), self._consumer)
-            self._paused = False
-            log.info("bridge resumed", in_flight=busy)
+        match self._in_flight.pressure():
+            case Pressure.PAUSE:
+                await self._on_kafka(lambda c: c.pause(*c.assignment()), self._consumer)
+                busy = len(self._in_flight)
+                log.info("bridge paused: Temporal calls in flight at the limit", in_flight=busy)
+            case Pressure.RESUME:
+                await self._on_kafka(lambda c: c.resume(*c.paused()), self._consumer)
+                log.info("bridge resumed", in_flight=len(self._in_flight))
 
     async def _commit(self, partitions: list[TopicPartition] | None = None) -> None:
-        offsets = self._tracker.committable(partitions)
+        offsets = self._offsets.committable(partitions)
         if offsets and self._consumer is not None:
             await self._on_kafka(self._commit_now, offsets)
 
@@ -318,34 +249,30 @@ class Bridge:
             log.warning("consumer lag not measured", error=str(exc))
             return
         for tp in owned:
-            done = self._committed.get(tp)
+            done = self._offsets.last_committed(tp)
             if done is None:
                 done = consumer.position(tp)
-            BRIDGE.consumer_lag.labels(partition=str(tp.partition)).set(max(ends[tp] - done, 0))
+            self.metrics.consumer_lag.labels(partition=str(tp.partition)).set(max(ends[tp] - done, 0))
 
     def _commit_now(self, offsets: dict[TopicPartition, int]) -> None:
+        """Commit the group's offsets (on the consumer's thread)."""
         assert self._consumer is not None
         self._consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()})
-        self._committed.update(offsets)
+        self._offsets.committed(offsets)
         log.debug("offsets committed", offsets={f"{tp.topic}/{tp.partition}": o for tp, o in offsets.items()})
 
-    async def _shutdown(self) -> None:
+    async def _shutdown(self, producer: KafkaProducer) -> None:
         self._stopping.set()
         self.readiness.set(False)
-        if self._tasks:
-            log.info("bridge stopping: finishing in-flight messages", in_flight=len(self._tasks))
-            _, pending = await asyncio.wait(list(self._tasks), timeout=30)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending)
+        if len(self._in_flight):
+            log.info("bridge stopping: finishing in-flight messages", in_flight=len(self._in_flight))
+            await self._in_flight.drain(STOP_GRACE_SECONDS)
         try:
             await self._commit()
         finally:
             if self._consumer is not None:
                 await self._on_kafka(self._consumer.close)  # leaves the group at once
-            if self._producer is not None:
-                await asyncio.to_thread(self._producer.close, 10)
+            await asyncio.to_thread(producer.close, 10)
             self._kafka_thread.shutdown(wait=True)
             log.info("bridge stopped")
 
@@ -353,7 +280,7 @@ class Bridge:
 
     async def _handle(self, record: ConsumerRecord) -> None:
         if isinstance(record, UnreadableRecord):
-            await self._dead_letter(record, DeadLetter("unreadable_record", record.reason), "unknown")
+            await self._dead_letter(record, DeadLetter(ErrorType.UNREADABLE_RECORD, record.reason), "unknown")
             return
         headers = list(record.headers or [])
         try:
@@ -367,119 +294,88 @@ class Bridge:
         if isinstance(outcome, DeadLetter):
             await self._dead_letter(record, outcome, event.type)
         else:
-            BRIDGE.consumed.labels(type=event.type, outcome=outcome).inc()
+            self.metrics.consumed.labels(type=event.type, outcome=outcome).inc()
             log.debug("event applied", type=event.type, incident_id=event.incident_id, outcome=outcome)
 
     async def _retrying(
-        self, call: Callable[[], Awaitable[str | DeadLetter]], event: InboundEvent
-    ) -> str | DeadLetter:
+        self, call: Callable[[], Awaitable[MessageOutcome | DeadLetter]], event: InboundEvent
+    ) -> MessageOutcome | DeadLetter:
+        """The call's answer, retried with backoff while Temporal is unavailable."""
         delay = 0.5
         while True:
             try:
                 return await call()
-            except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as exc:
-                status = exc.status if isinstance(exc, RPCError) else RPCStatusCode.DEADLINE_EXCEEDED
-                if status not in TRANSIENT:
-                    return DeadLetter("temporal_refused", f"Temporal refused the call: {exc}")
+            except TEMPORAL_CALL_ERRORS as exc:
+                failure = classify_temporal_error(exc)
+                if failure.kind is not TemporalErrorKind.TRANSIENT:
+                    refused = f"Temporal refused the call: {failure.detail}"
+                    return DeadLetter(ErrorType.TEMPORAL_REFUSED, refused)
                 if self._stopping.is_set():
                     raise asyncio.CancelledError from exc
-                BRIDGE.temporal_retries.inc()
+                self.metrics.temporal_retries.inc()
                 log.warning(
                     "Temporal unavailable; retrying",
                     incident_id=event.incident_id,
                     type=event.type,
-                    error=str(exc),
+                    error=failure.detail,
                     retry_in=round(delay, 1),
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_BACKOFF_SECONDS)
 
-    async def _apply(self, event: InboundEvent) -> str | DeadLetter:
+    async def _apply(self, event: InboundEvent) -> MessageOutcome | DeadLetter:
         started = time.monotonic()
         try:
             if event.type == contract.REPORTED:
-                assert isinstance(event.data, Incident)
-                reported = await report_incident(self._client, self._settings.task_queue, event.data)
-                if reported.started:
-                    BRIDGE.workflows_started.inc()
-                    return Outcome.STARTED
-                if reported.conflict:
-                    return DeadLetter(
-                        "conflict",
-                        f"incident {event.incident_id} was already reported with different content; "
-                        "the running incident is unchanged",
-                    )
-                BRIDGE.duplicates.inc()
-                return Outcome.DUPLICATE
+                return await self._report(event)
             return await self._apply_command(event)
         finally:
-            BRIDGE.temporal_latency.labels(type=event.type).observe(time.monotonic() - started)
+            self.metrics.temporal_latency.labels(type=event.type).observe(time.monotonic() - started)
 
-    async def _apply_command(self, event: InboundEvent) -> str | DeadLetter:
+    async def _report(self, event: InboundEvent) -> MessageOutcome | DeadLetter:
+        assert isinstance(event.data, Incident)
+        reported = await report_incident(self._client, self._settings.task_queue, event.data)
+        if reported.started:
+            self.metrics.workflows_started.inc()
+            return MessageOutcome.STARTED
+        if reported.conflict:
+            return DeadLetter(
+                ErrorType.CONFLICT,
+                f"incident {event.incident_id} was already reported with different content; "
+                "the running incident is unchanged",
+            )
+        self.metrics.duplicates.inc()
+        return MessageOutcome.DUPLICATE
+
+    async def _apply_command(self, event: InboundEvent) -> MessageOutcome | DeadLetter:
+        """Send the command; what Temporal says about the incident ends here, the rest in `_retrying`."""
         command = contract.to_command(event.data)  # type: ignore[arg-type]
         identity = command_id(event)
         try:
             await send_command(self._client, event.incident_id, command, command_id=identity)
-            return Outcome.APPLIED
-        except WorkflowUpdateFailedError as refused:
-            return DeadLetter("rejected", str(refused.cause or refused))
-        except RPCError as exc:
-            if exc.status is not RPCStatusCode.NOT_FOUND:
-                raise
-            if "already completed" in exc.message:
-                if await command_was_applied(self._client, event.incident_id, identity):
-                    BRIDGE.duplicates.inc()
-                    return Outcome.DUPLICATE
-                return DeadLetter("incident_closed", f"incident {event.incident_id} is closed")
-            return DeadLetter("unknown_incident", f"no incident {event.incident_id} has been reported")
+            return MessageOutcome.APPLIED
+        except TEMPORAL_CALL_ERRORS as exc:
+            failure = classify_temporal_error(exc)
+            match failure.kind:
+                case TemporalErrorKind.REFUSED:
+                    return DeadLetter(ErrorType.REJECTED, failure.detail)
+                case TemporalErrorKind.NO_INCIDENT:
+                    missing = f"no incident {event.incident_id} has been reported"
+                    return DeadLetter(ErrorType.UNKNOWN_INCIDENT, missing)
+                case TemporalErrorKind.CLOSED:
+                    return await self._closed(event, identity)
+            raise  # transient (retried), or refused by Temporal itself
+
+    async def _closed(self, event: InboundEvent, identity: str) -> MessageOutcome | DeadLetter:
+        # A redelivered command that closed the incident itself was applied the first time.
+        if await command_was_applied(self._client, event.incident_id, identity):
+            self.metrics.duplicates.inc()
+            return MessageOutcome.DUPLICATE
+        return DeadLetter(ErrorType.INCIDENT_CLOSED, f"incident {event.incident_id} is closed")
 
     async def _dead_letter(self, record: ConsumerRecord, letter: DeadLetter, event_type: str) -> None:
-        assert self._producer is not None
-        # Kafka allows null header values (Java, librdkafka, Sarama send them); kafka-python refuses them.
-        original = [(name, b"" if value is None else value) for name, value in record.headers or []]
-        headers = [*original, *_error_headers(record, letter)]
-        value = record.value
-        delay = 0.5
-        while True:
-            try:
-                future = self._producer.send(
-                    self._settings.dlq_topic, key=record.key, value=value, headers=headers
-                )
-                await asyncio.to_thread(future.get, 30)
-                break
-            except MessageSizeTooLargeError:
-                if value == b"":
-                    raise  # the key alone is too big: nothing smaller to park
-                # The broker took it, but with our headers it is too big to park whole: park the reason;
-                # the source topic, partition and offset headers point at the original.
-                value = b""
-                dropped = str(len(record.value or b"")).encode()
-                headers = [*_error_headers(record, letter), (contract.DLQ_VALUE_DROPPED_HEADER, dropped)]
-            except Exception as exc:  # the dead letter must be written before the offset is committed
-                if self._stopping.is_set():
-                    raise asyncio.CancelledError from exc
-                log.warning("dead-letter write failed; retrying", error=str(exc), retry_in=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, MAX_BACKOFF_SECONDS)
-        BRIDGE.consumed.labels(type=event_type, outcome=Outcome.DEAD_LETTERED).inc()
-        BRIDGE.dead_lettered.labels(reason=letter.error_type).inc()
-        log.warning(
-            "message dead-lettered",
-            reason=letter.error_type,
-            error=letter.message,
-            partition=record.partition,
-            offset=record.offset,
-        )
-
-
-def _error_headers(record: ConsumerRecord, letter: DeadLetter) -> list[tuple[str, bytes]]:
-    return [
-        (contract.DLQ_ERROR_TYPE_HEADER, letter.error_type.encode()),
-        (contract.DLQ_ERROR_MESSAGE_HEADER, letter.message.encode()[:2000]),
-        (contract.DLQ_SOURCE_TOPIC_HEADER, record.topic.encode()),
-        (contract.DLQ_SOURCE_PARTITION_HEADER, str(record.partition).encode()),
-        (contract.DLQ_SOURCE_OFFSET_HEADER, str(record.offset).encode()),
-    ]
+        assert self._dead_letters is not None
+        await self._dead_letters.write(record, letter, event_type)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -490,19 +386,18 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         bridge = self._bridge
-        offsets = bridge._tracker.committable(list(revoked))
+        offsets = bridge._offsets.committable(list(revoked))
         if offsets:
             try:
                 bridge._commit_now(offsets)
             except Exception as exc:  # the new owner re-reads; duplicates are absorbed
                 log.warning("commit on revoke failed", error=str(exc))
-        bridge._tracker.forget(list(revoked))
+        bridge._offsets.forget(list(revoked))
         for tp in revoked:
-            bridge._committed.pop(tp, None)
             with contextlib.suppress(KeyError):  # another bridge reports this partition's lag now
-                BRIDGE.consumer_lag.remove(str(tp.partition))
+                bridge.metrics.consumer_lag.remove(str(tp.partition))
         bridge.assigned -= set(revoked)
-        bridge._paused = False
+        bridge._in_flight.partitions_reassigned()
         log.info("partitions revoked", partitions=sorted(tp.partition for tp in revoked))
 
     def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:

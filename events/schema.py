@@ -342,10 +342,7 @@ def asyncapi_document() -> Document:
                         "properties": {
                             DLQ_ERROR_TYPE_HEADER: {
                                 "type": "string",
-                                "description": (
-                                    f"Why, machine-readable. The contract's types: {error_types}; "
-                                    "the bridge adds its own (e.g. for an unknown incident)."
-                                ),
+                                "description": f"Why, machine-readable: one of {error_types}.",
                             },
                             DLQ_ERROR_MESSAGE_HEADER: {"type": "string", "description": "Why, for people."},
                             DLQ_SOURCE_TOPIC_HEADER: {"type": "string"},

@@ -1,18 +1,27 @@
-"""Client-side operations on incidents: report one (idempotently) and send it lifecycle commands.
+"""Client-side operations on incidents: report one (idempotently), send it lifecycle commands, read it,
+and say what a failed call to Temporal means.
 
-The CLI and the Kafka bridge both go through here, so there is one way to start an incident and one
-mapping from a command to the workflow's update.
+The CLI and the Kafka bridge both go through here, so there is one way to start an incident, one
+mapping from a command to the workflow's update, and one reading of Temporal's errors.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from enum import StrEnum
+from typing import Any, Final
 
-from temporalio.client import Client, WorkflowHandle
+from temporalio.api.errordetails.v1 import NamespaceNotFoundFailure
+from temporalio.client import (
+    Client,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from gridflow.domain.incident import Incident, workflow_id_for
 from gridflow.domain.lifecycle import (
@@ -52,8 +61,10 @@ def report_digest(incident: Incident) -> str:
 async def report_incident(client: Client, task_queue: str, incident: Incident) -> Reported:
     """Start the incident's workflow unless it already exists, running or closed.
 
-    A running duplicate is absorbed by the id conflict policy; a closed one is refused by the reuse
-    policy, so the same incident reported twice (or redelivered after a crash) never runs twice.
+    The server refuses a second start under the incident's workflow id whether the first run is
+    running (the conflict policy) or closed (the reuse policy), so the same incident reported twice (or
+    redelivered after a crash) never runs twice, and the refusal is how a known incident is told from
+    a new one.
     """
     digest = report_digest(incident)
     try:
@@ -62,20 +73,14 @@ async def report_incident(client: Client, task_queue: str, incident: Incident) -
             IncidentInput(incident=incident),
             id=incident.workflow_id,
             task_queue=task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             memo={REPORT_DIGEST_MEMO: digest},
         )
-    except WorkflowAlreadyStartedError:
+    except WorkflowAlreadyStartedError as known:
         handle = client.get_workflow_handle_for(IncidentWorkflow.run, incident.workflow_id)
-        return Reported(handle, False, None, await _differs(handle, digest))
-    # With USE_EXISTING the server hands back the running workflow; it is new only if it says so
-    # (the SDK keeps the server's start response on the handle).
-    response = getattr(handle, "_start_workflow_response", None)
-    is_new = bool(getattr(response, "started", True)) if response is not None else True
-    if is_new:
-        return Reported(handle, True, handle.result_run_id)
-    return Reported(handle, False, handle.result_run_id, await _differs(handle, digest))
+        return Reported(handle, False, known.run_id or None, await _differs(handle, digest))
+    return Reported(handle, True, handle.result_run_id)
 
 
 async def _differs(handle: WorkflowHandle[IncidentWorkflow, IncidentSummary], digest: str) -> bool:
@@ -131,3 +136,72 @@ async def command_was_applied(client: Client, incident_id: str, command_id: str)
 async def incident_state(client: Client, incident_id: str) -> IncidentState:
     """The full state and timeline of an incident (a query: works on closed incidents too)."""
     return await incident_handle(client, incident_id).query(IncidentWorkflow.state)
+
+
+# ---------------------------------------------------------------------- what a failed call means
+
+
+class TemporalErrorKind(StrEnum):
+    """What happened, in the incident's terms, when Temporal answered a report or a command with an error."""
+
+    NO_INCIDENT = "no_incident"  # no such incident (never reported, or gone past retention)
+    CLOSED = "closed"  # the incident is closed, or closed while the command waited for it
+    REFUSED = "refused"  # the workflow refused the command (its validator's reason)
+    TRANSIENT = "transient"  # Temporal unavailable, overloaded or timed out: the same call may succeed later
+    OTHER = "other"  # anything else Temporal refused (permissions, a missing namespace, a bad request)
+
+
+@dataclass(frozen=True)
+class TemporalFailure:
+    """A failed Temporal call, classified: its kind, and the words that explain it."""
+
+    kind: TemporalErrorKind
+    detail: str
+
+
+#: The errors a report or a command can end with that `classify_temporal_error` reads.
+TemporalCallError = RPCError | WorkflowUpdateFailedError | WorkflowUpdateRPCTimeoutOrCancelledError
+TEMPORAL_CALL_ERRORS: Final = (RPCError, WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError)
+
+# Statuses that mean "try again later", never "this call is wrong".
+_TRANSIENT_STATUSES: Final = frozenset(
+    {
+        RPCStatusCode.UNAVAILABLE,
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.RESOURCE_EXHAUSTED,
+        RPCStatusCode.CANCELLED,
+        RPCStatusCode.ABORTED,
+        RPCStatusCode.INTERNAL,
+        RPCStatusCode.UNKNOWN,
+    }
+)
+# The server answers NOT_FOUND both for an incident that does not exist and for one that is closed; only
+# its message tells them apart: a command to a closed workflow, and one admitted while the workflow
+# completed (a command racing the incident's close).
+_CLOSED_MESSAGES: Final = ("workflow execution already completed", "aborted by closing workflow")
+# The failure of an update the workflow accepted but completed without finishing.
+_ACCEPTED_THEN_CLOSED: Final = "AcceptedUpdateCompletedWorkflow"
+
+
+def classify_temporal_error(error: TemporalCallError) -> TemporalFailure:
+    """What a report's or a command's error says: see `TemporalErrorKind`."""
+    if isinstance(error, WorkflowUpdateFailedError):
+        cause = error.cause
+        reason = getattr(cause, "message", None) or str(cause or error)
+        if isinstance(cause, ApplicationError) and cause.type == _ACCEPTED_THEN_CLOSED:
+            return TemporalFailure(TemporalErrorKind.CLOSED, reason)
+        return TemporalFailure(TemporalErrorKind.REFUSED, reason)
+    if isinstance(error, WorkflowUpdateRPCTimeoutOrCancelledError):
+        return TemporalFailure(TemporalErrorKind.TRANSIENT, str(error))
+    if error.status in _TRANSIENT_STATUSES:
+        return TemporalFailure(TemporalErrorKind.TRANSIENT, error.message)
+    if error.status is RPCStatusCode.NOT_FOUND and not _names_a_namespace(error):
+        if any(closed in error.message for closed in _CLOSED_MESSAGES):
+            return TemporalFailure(TemporalErrorKind.CLOSED, error.message)
+        return TemporalFailure(TemporalErrorKind.NO_INCIDENT, error.message)
+    return TemporalFailure(TemporalErrorKind.OTHER, error.message)
+
+
+def _names_a_namespace(error: RPCError) -> bool:
+    # A missing namespace is NOT_FOUND too, and says so in its details, not about any incident.
+    return any(detail.Is(NamespaceNotFoundFailure.DESCRIPTOR) for detail in error.grpc_status.details)

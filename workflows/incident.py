@@ -271,8 +271,3 @@ class IncidentWorkflow:
     def state(self) -> IncidentState:
         """The full current state, with deadlines and the timeline of every step."""
         return self._state
-
-    @workflow.query
-    def summary(self) -> IncidentSummary:
-        """The compact current state."""
-        return IncidentSummary.of(self._state)

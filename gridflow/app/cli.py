@@ -51,7 +51,13 @@ from gridflow.domain.rules.explain import lint
 from gridflow.domain.simulation.stream import StreamError
 from gridflow.domain.step_text import step_details, when
 from workflows import search_attributes as sa
-from workflows.client import incident_state, report_incident, send_command
+from workflows.client import (
+    TemporalErrorKind,
+    classify_temporal_error,
+    incident_state,
+    report_incident,
+    send_command,
+)
 
 Handler = Callable[[argparse.Namespace, Settings], int | Coroutine[Any, Any, int]]
 
@@ -79,17 +85,14 @@ def _temporal(settings: Settings, incident_id: str | None = None) -> Iterator[No
     try:
         yield
     except WorkflowUpdateFailedError as exc:
-        cause = exc.cause
-        _fail(f"refused: {getattr(cause, 'message', None) or cause}", EXIT_REFUSED)
+        _fail(f"refused: {classify_temporal_error(exc).detail}", EXIT_REFUSED)
     except WorkflowQueryFailedError as exc:
         _fail(f"the query on incident {incident_id} failed: {exc}")
     except RPCError as exc:
-        if incident_id is not None and exc.status is RPCStatusCode.NOT_FOUND:
-            # "already completed", or "aborted by closing workflow" for a command that raced the closing.
-            if "already completed" in exc.message or "closing workflow" in exc.message:
-                _fail(
-                    f"refused: incident {incident_id} is closed; nothing more can happen to it", EXIT_REFUSED
-                )
+        failure = classify_temporal_error(exc)
+        if incident_id is not None and failure.kind is TemporalErrorKind.CLOSED:
+            _fail(f"refused: incident {incident_id} is closed; nothing more can happen to it", EXIT_REFUSED)
+        if incident_id is not None and failure.kind is TemporalErrorKind.NO_INCIDENT:
             _fail(f"no incident {incident_id} in namespace {settings.temporal_namespace}")
         if incident_id is not None and exc.status is RPCStatusCode.DEADLINE_EXCEEDED:
             # Queries and updates are answered by a worker: without one, the server times out.

@@ -2,30 +2,32 @@
 
 `build_worker` assembles every Temporal worker (the `gridflow worker` process, the dev stack, the
 Temporal simulation engine, the benchmarks and the tests); `build_bridge` every Kafka bridge;
-`run_worker` and `run_bridge` are the two production processes around them.
+`run_worker` and `run_bridge` are the two production processes around them. Each process makes its own
+metrics registry (`process_registry`), gives it to everything that counts and serves it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
 from kafka import KafkaProducer
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.incident import IncidentActivities
 from activities.kafka_sink import KafkaStepSink
-from activities.metrics import LIFECYCLE, LifecycleMetrics, MetricsSink
+from activities.metrics import LifecycleMetrics, MetricsSink
 from activities.sinks import LogSink, StepSink
 from events.bridge import Bridge, ReadinessFlag
 from events.kafka import ensure_topics, make_producer
+from events.metrics import BridgeMetrics
 from gridflow.app.metrics_server import Readiness, serve_metrics
-from gridflow.app.open_incidents import publish_open_incidents
+from gridflow.app.open_incidents import OpenIncidentsGauge, publish_open_incidents
 from gridflow.app.settings import Settings
 from gridflow.app.temporal import connect, sdk_metrics_runtime
 from gridflow.domain.rules.loader import RulesSource
@@ -39,15 +41,16 @@ def build_worker(
     task_queue: str,
     rules: RulesSource,
     sinks: Sequence[StepSink] | None = None,
-    metrics: LifecycleMetrics | None = LIFECYCLE,
+    metrics: LifecycleMetrics | None = None,
     *,
     extra_workflows: Sequence[type] = (),
     extra_activities: Sequence[Callable[..., Any]] = (),
 ) -> Worker:
     """A worker for incident workflows, matching rules from `rules` and publishing to `sinks`.
 
-    The metrics sink goes last, so a step is counted only once every other sink has taken it.
-    Simulations add their scripted handlers as extra workflows and activities.
+    `metrics` counts the steps, in its process's registry (None: nothing is counted, as in simulations,
+    benchmarks and most tests). The metrics sink goes last, so a step is counted only once every other
+    sink has taken it. Simulations add their scripted handlers as extra workflows and activities.
     """
     chosen: list[StepSink] = list(sinks) if sinks is not None else [LogSink()]
     if metrics is not None:
@@ -61,40 +64,60 @@ def build_worker(
     )
 
 
+def process_registry() -> CollectorRegistry:
+    """A new registry for one process's metrics, with that process's own (CPU, memory, garbage collector).
+
+    Nothing of gridflow's registers in prometheus_client's global registry, so what a process serves
+    depends on what it was given, not on what it happened to import.
+    """
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
+
+
 async def run_worker(settings: Settings, stop: asyncio.Event, rules: RulesSource | None = None) -> None:
-    """Run a production worker until `stop` is set: Kafka lifecycle events, metrics, open-incident gauge."""
+    """Run a production worker until `stop` is set: Kafka lifecycle events, metrics, open-incident gauge.
+
+    Raises if the Temporal worker fails (cannot start, or dies), once the rest is stopped.
+    """
     runtime = sdk_metrics_runtime(settings) if settings.sdk_metrics_port else None
     client = await connect(settings, runtime=runtime)
     rules = rules or RulesSource(settings.rules_file)
     await asyncio.to_thread(ensure_topics, settings, [settings.events_topic])
     producer = await asyncio.to_thread(make_producer, settings)
-    worker = build_worker(client, settings.task_queue, rules, step_sinks(settings, producer))
+    registry = process_registry()
+    metrics = LifecycleMetrics(registry)
+    worker = build_worker(client, settings.task_queue, rules, step_sinks(settings, producer), metrics)
+    open_incidents = OpenIncidentsGauge(registry)
     readiness = Readiness()
-    endpoint = serve_metrics(settings, readiness)
-    endpoint.__enter__()
     levels = sorted({level for rule in rules.current().rules for level in rule.levels})
-    gauge = asyncio.create_task(publish_open_incidents(client, stop, levels=levels))
-    log.info(
-        "worker started",
-        temporal=settings.temporal_address,
-        namespace=settings.temporal_namespace,
-        task_queue=settings.task_queue,
-        rules_file=str(rules.path) if rules.path else "<built-in>",
-        rules_version=rules.current().version,
-        metrics=f"http://{settings.metrics_host}:{settings.metrics_port}/metrics",
-    )
     try:
-        async with worker:
-            readiness.set()
-            await stop.wait()
-            readiness.set(False)
-            log.info("worker stopping: finishing in-flight tasks")
+        with serve_metrics(settings, registry, readiness) as metrics_url:
+            refreshing = asyncio.create_task(
+                publish_open_incidents(client, open_incidents, stop, levels=levels)
+            )
+            log.info(
+                "worker started",
+                temporal=settings.temporal_address,
+                namespace=settings.temporal_namespace,
+                task_queue=settings.task_queue,
+                rules_file=str(rules.path) if rules.path else "<built-in>",
+                rules_version=rules.current().version,
+                metrics=metrics_url,
+            )
+            try:
+                async with worker:
+                    readiness.set()
+                    await stop.wait()
+                    readiness.set(False)
+                    log.info("worker stopping: finishing in-flight tasks")
+            finally:
+                # The gauge runs until `stop`; a worker that died without it must not wait for it forever.
+                refreshing.cancel()
+                await asyncio.wait([refreshing])
     finally:
-        endpoint.__exit__(None, None, None)
-        # The gauge runs until `stop`; a worker that died without it must not wait for it forever.
-        gauge.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await gauge
         await asyncio.to_thread(producer.close, 10)
         log.info("worker stopped")
 
@@ -104,20 +127,25 @@ def step_sinks(settings: Settings, producer: KafkaProducer) -> list[StepSink]:
     return [LogSink(), KafkaStepSink(producer, settings.events_topic)]
 
 
-def build_bridge(settings: Settings, client: Client, readiness: ReadinessFlag | None = None) -> Bridge:
-    """A bridge from the incidents topic to the incident workflows of `client`."""
-    return Bridge(settings, client, readiness)
-
-
-async def run_bridge(
+def build_bridge(
     settings: Settings,
-    stop: asyncio.Event,
-    client: Client | None = None,
+    client: Client,
+    metrics: BridgeMetrics | None = None,
     readiness: ReadinessFlag | None = None,
-) -> None:
-    """Run a bridge until `stop` is set (`gridflow bridge`, and the dev stack); ready once in its group."""
-    client = client or await connect(settings, lazy=True)
-    await build_bridge(settings, client, readiness).run(stop)
+) -> Bridge:
+    """A bridge from the incidents topic to the incident workflows of `client`, counting in `metrics`
+    (made once per registry: `BridgeMetrics(process_registry())`; None: a registry of its own)."""
+    return Bridge(settings, client, readiness, metrics=metrics)
+
+
+async def run_bridge(settings: Settings, stop: asyncio.Event) -> None:
+    """Run a bridge process until `stop` is set (`gridflow bridge`): its own metrics endpoint, ready once
+    the bridge is in its consumer group."""
+    registry = process_registry()
+    readiness = Readiness()
+    with serve_metrics(settings, registry, readiness):
+        client = await connect(settings, lazy=True)
+        await build_bridge(settings, client, BridgeMetrics(registry), readiness).run(stop)
 
 
 def stop_on_signals() -> asyncio.Event:

@@ -27,17 +27,20 @@ from typing import IO, TypeVar
 import structlog
 import yaml
 from kafka import KafkaProducer
+from prometheus_client import CollectorRegistry
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from activities.metrics import LifecycleMetrics
 from events.cloudevents import encode_structured, make_event
 from events.contract import ACCEPTED, ESCALATION_REQUESTED, FEEDBACK, REPORTED, RESOLVED
 from events.kafka import ensure_topics, make_producer
+from events.metrics import BridgeMetrics
 from gridflow.app.binaries import find_binary
 from gridflow.app.broker import tansu_command
-from gridflow.app.compose import build_bridge, build_worker, step_sinks
+from gridflow.app.compose import build_bridge, build_worker, process_registry, step_sinks
 from gridflow.app.metrics_server import Readiness, serve_metrics
-from gridflow.app.open_incidents import publish_open_incidents
+from gridflow.app.open_incidents import OpenIncidentsGauge, publish_open_incidents
 from gridflow.app.settings import Settings
 from gridflow.app.temporal import connect, register_search_attributes
 from gridflow.domain.incident import Incident, Location, Priority, Rating, Reporter
@@ -120,6 +123,11 @@ class DevStack:
     _stopping: bool = field(default=False, init=False)
     _metrics: contextlib.AbstractContextManager[str] | None = field(default=None, init=False)
     readiness: Readiness = field(default_factory=Readiness, init=False)
+    # The worker and the bridge share this process, so they share its registry and its endpoint.
+    registry: CollectorRegistry = field(default_factory=process_registry, init=False)
+    _lifecycle: LifecycleMetrics = field(init=False)
+    _open_incidents: OpenIncidentsGauge = field(init=False)
+    _bridge_metrics: BridgeMetrics = field(init=False)
 
     def __post_init__(self) -> None:
         # Everything in-process talks to this stack's own servers, in plain text, whatever the
@@ -144,6 +152,9 @@ class DevStack:
         )
         if self.rules is None:
             self.rules = RulesSource(self.settings.rules_file)
+        self._lifecycle = LifecycleMetrics(self.registry)
+        self._open_incidents = OpenIncidentsGauge(self.registry)
+        self._bridge_metrics = BridgeMetrics(self.registry)
 
     # ------------------------------------------------------------------ addresses
 
@@ -240,7 +251,7 @@ class DevStack:
             await self._start_temporal()
             await self._start_kafka()
             await self._start_prometheus()
-            self._metrics = serve_metrics(self.settings, self.readiness)
+            self._metrics = serve_metrics(self.settings, self.registry, self.readiness)
             self._metrics.__enter__()
             self._launch("worker", self._run_worker, self.stop_timeout)
             self._launch("bridge", self._run_bridge, self.stop_timeout)
@@ -456,7 +467,8 @@ class DevStack:
         assert self.rules is not None
         await asyncio.to_thread(ensure_topics, settings)
         producer = await asyncio.to_thread(make_producer, settings)
-        worker = build_worker(self.client, settings.task_queue, self.rules, step_sinks(settings, producer))
+        sinks = step_sinks(settings, producer)
+        worker = build_worker(self.client, settings.task_queue, self.rules, sinks, self._lifecycle)
         running = asyncio.ensure_future(worker.run())
         stopped = asyncio.ensure_future(stop.wait())
         try:
@@ -470,12 +482,12 @@ class DevStack:
             await asyncio.to_thread(producer.close, 5)
 
     async def _run_bridge(self, settings: Settings, stop: asyncio.Event) -> None:
-        await build_bridge(settings, self.client).run(stop)
+        await build_bridge(settings, self.client, self._bridge_metrics).run(stop)
 
     async def _count_open_incidents(self, settings: Settings, stop: asyncio.Event) -> None:
         assert self.rules is not None
         levels = sorted({level for rule in self.rules.current().rules for level in rule.levels})
-        await publish_open_incidents(self.client, stop, every_seconds=5, levels=levels)
+        await publish_open_incidents(self.client, self._open_incidents, stop, every_seconds=5, levels=levels)
 
     def _launch(self, name: str, run: Component, grace: float) -> None:
         stop = asyncio.Event()

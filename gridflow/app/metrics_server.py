@@ -1,5 +1,6 @@
 """The HTTP endpoint of a gridflow process: `/metrics` for Prometheus, `/healthz` and `/readyz` for
-orchestrators. Started and stopped with the process."""
+orchestrators. Started and stopped with the process; it serves the registry the process was given (the
+composition root makes one per process), never prometheus_client's global one."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import structlog
-from prometheus_client import make_wsgi_app
+from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 
 from gridflow.app.settings import Settings
@@ -40,8 +41,8 @@ class _Quiet(WSGIRequestHandler):
         """Probes every few seconds would drown the log."""
 
 
-def _app(readiness: Readiness) -> Callable[..., Iterable[bytes]]:
-    metrics = make_wsgi_app()
+def _app(registry: CollectorRegistry, readiness: Readiness) -> Callable[..., Iterable[bytes]]:
+    metrics = make_wsgi_app(registry)
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -58,13 +59,15 @@ def _app(readiness: Readiness) -> Callable[..., Iterable[bytes]]:
 
 
 @contextlib.contextmanager
-def serve_metrics(settings: Settings, readiness: Readiness | None = None) -> Iterator[str]:
-    """Serve the process's metrics and probes on GRIDFLOW_METRICS_HOST:PORT; yields the metrics URL."""
+def serve_metrics(
+    settings: Settings, registry: CollectorRegistry, readiness: Readiness | None = None
+) -> Iterator[str]:
+    """Serve `registry` and the probes on GRIDFLOW_METRICS_HOST:PORT; yields the metrics URL."""
     readiness = readiness if readiness is not None else Readiness()
     server: WSGIServer = make_server(
         settings.metrics_host,
         settings.metrics_port,
-        _app(readiness),
+        _app(registry, readiness),
         ThreadingWSGIServer,
         handler_class=_Quiet,
     )

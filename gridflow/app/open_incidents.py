@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Iterable
 
 import structlog
-from prometheus_client import Gauge
+from prometheus_client import CollectorRegistry, Gauge
 from temporalio.client import Client
 
 from gridflow.domain.incident import DEFAULT_LEVELS, Status
@@ -16,11 +16,23 @@ log = structlog.get_logger(__name__)
 
 OPEN_STATUSES = (Status.DISPATCHED, Status.ACCEPTED, Status.PAUSED, Status.RESOLVED)
 
-OPEN_INCIDENTS = Gauge(
-    "gridflow_open_incidents",
-    "Incidents not yet closed, by the level that holds them and their status (from Temporal visibility).",
-    ["level", "status"],
-)
+
+class OpenIncidentsGauge:
+    """The `gridflow_open_incidents` gauge of one process, in that process's registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.open_incidents = Gauge(
+            "gridflow_open_incidents",
+            "Incidents not yet closed, by the level that holds them and their status "
+            "(from Temporal visibility).",
+            ["level", "status"],
+            registry=registry,
+        )
+
+    def set(self, counts: dict[tuple[str, str], int]) -> None:
+        """Set the gauge to the counts per (level, status)."""
+        for (level, status), count in counts.items():
+            self.open_incidents.labels(level=level, status=status).set(count)
 
 
 async def count_open_incidents(
@@ -44,14 +56,17 @@ async def count_open_incidents(
 
 
 async def publish_open_incidents(
-    client: Client, stop: asyncio.Event, every_seconds: float = 15.0, levels: Iterable[str] = DEFAULT_LEVELS
+    client: Client,
+    gauge: OpenIncidentsGauge,
+    stop: asyncio.Event,
+    every_seconds: float = 15.0,
+    levels: Iterable[str] = DEFAULT_LEVELS,
 ) -> None:
     """Refresh the gauge until `stop` is set; a failed refresh keeps the last figures and is logged."""
     levels = list(levels)
     while not stop.is_set():
         try:
-            for (level, status), count in (await count_open_incidents(client, levels)).items():
-                OPEN_INCIDENTS.labels(level=level, status=status).set(count)
+            gauge.set(await count_open_incidents(client, levels))
         except Exception as exc:  # visibility down: keep serving the last known figures
             log.warning("open incidents not counted", error=str(exc))
         with contextlib.suppress(TimeoutError):

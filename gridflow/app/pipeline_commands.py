@@ -14,7 +14,6 @@ from events.kafka import make_producer
 from gridflow.app.codec import Keyring, generate_key
 from gridflow.app.codec_server import serve_codec
 from gridflow.app.compose import run_bridge, stop_on_signals
-from gridflow.app.metrics_server import Readiness, serve_metrics
 from gridflow.app.settings import Settings, revealed
 
 INCIDENT_EVENT_PREFIX = "gridflow.incident."
@@ -22,10 +21,7 @@ INCIDENT_EVENT_PREFIX = "gridflow.incident."
 
 async def bridge(args: argparse.Namespace, settings: Settings) -> int:
     """`gridflow bridge`: consume the incidents topic until SIGINT/SIGTERM."""
-    stop = stop_on_signals()
-    readiness = Readiness()
-    with serve_metrics(settings, readiness):
-        await run_bridge(settings, stop, readiness=readiness)
+    await run_bridge(settings, stop_on_signals())
     return 0
 
 

@@ -97,18 +97,6 @@ class Location(BaseModel):
     lon: float | None = Field(default=None, ge=-180, le=180)
     address: str | None = Field(default=None, max_length=500)
 
-    def unit_for(self, level: str) -> str:
-        """The id of the unit that handles this location at a level of the default hierarchy."""
-        if level == "grid":
-            return self.grid_id
-        if level == "street":
-            return self.street_id
-        if level == "district":
-            return self.district_id
-        if level == "city":
-            return self.city_id or DEFAULT_CITY_UNIT
-        raise ValueError(f"no unit is known for level {level!r}")
-
 
 class Reporter(BaseModel):
     """Who reported the incident. Personal data: never in logs, metrics or search attributes."""

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry
 from temporalio.testing import WorkflowEnvironment
 
 from activities.metrics import LifecycleMetrics
-from activities.sinks import MemorySink
 from gridflow.app.compose import build_worker
 from gridflow.domain.incident import Priority, Rating, Status
 from gridflow.domain.lifecycle import Accept, Feedback, Resolve, Step, StepBatch, StepKind
 from gridflow.domain.rules.loader import RulesSource
+from tests.activities.sinks import MemorySink
 from tests.conftest import make_incident
 from workflows.client import report_incident, send_command
 
@@ -46,9 +47,10 @@ def value(metrics: LifecycleMetrics, name: str, **labels: str) -> float:
     return total
 
 
-async def wait_until(check: object, within: float = 20) -> None:
+async def wait_until(check: Callable[[], bool], within: float = 20) -> None:
+    """Poll `check` until it holds; fail the test after `within` seconds."""
     deadline = asyncio.get_running_loop().time() + within
-    while not check():  # type: ignore[operator]
+    while not check():
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("never happened")
         await asyncio.sleep(0.05)

@@ -17,11 +17,12 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
-from activities.metrics import LIFECYCLE
-from events.metrics import BRIDGE
-from gridflow.app.open_incidents import OPEN_INCIDENTS
+from activities.metrics import LifecycleMetrics
+from events.metrics import BridgeMetrics
+from gridflow.app.open_incidents import OpenIncidentsGauge
 from tests.prometheus import api, binary, running_prometheus
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -151,7 +152,10 @@ def metric_names(expr: str) -> set[str]:
 
 def exported_metrics() -> dict[str, set[str]]:
     """Every series name gridflow's code exports, with its label names (buckets also have `le`)."""
-    metrics = [*vars(LIFECYCLE).values(), *vars(BRIDGE).values(), OPEN_INCIDENTS]
+    registry = CollectorRegistry()
+    lifecycle, open_incidents = LifecycleMetrics(registry), OpenIncidentsGauge(registry)
+    bridge = BridgeMetrics(registry)
+    metrics = [*vars(lifecycle).values(), *vars(bridge).values(), *vars(open_incidents).values()]
     exported: dict[str, set[str]] = {}
     for metric in metrics:
         if not isinstance(metric, MetricWrapperBase):

@@ -26,10 +26,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from prometheus_client import start_http_server
+from prometheus_client import CollectorRegistry
 from temporalio.testing import WorkflowEnvironment
 
+from activities.metrics import LifecycleMetrics
 from events import contract
+from gridflow.app.compose import process_registry
+from gridflow.app.metrics_server import serve_metrics
+from gridflow.app.settings import Settings
 from gridflow.domain.incident import Outcome, Status
 from gridflow.domain.rules import RulesSource, parse_rule_set
 from tests.conftest import free_port
@@ -52,22 +56,29 @@ rules:
 
 
 @pytest.fixture
+def registry() -> CollectorRegistry:
+    """The registry of the process under test (it is both worker and bridge)."""
+    return process_registry()
+
+
+@pytest.fixture
 async def scenario_pipeline(
-    kafka_bootstrap: str, dev_server_env: WorkflowEnvironment
+    kafka_bootstrap: str, dev_server_env: WorkflowEnvironment, registry: CollectorRegistry
 ) -> AsyncIterator[Pipeline]:
     rules = RulesSource()
     rules.replace(parse_rule_set(SCENARIO_RULES, "scenario.yaml"))
-    async with open_pipeline(kafka_bootstrap, dev_server_env, rules) as pipeline:
+    metrics = LifecycleMetrics(registry)
+    async with open_pipeline(kafka_bootstrap, dev_server_env, rules, metrics=metrics) as pipeline:
         yield pipeline
 
 
 async def test_each_rate_prometheus_reports_equals_the_hand_computed_value(
-    scenario_pipeline: Pipeline,
+    scenario_pipeline: Pipeline, registry: CollectorRegistry
 ) -> None:
     pipeline = scenario_pipeline
     district = f"d-scenario-{uuid.uuid4().hex[:6]}"
     metrics_port = free_port()
-    start_http_server(metrics_port, addr="127.0.0.1")  # this process is both worker and bridge
+    endpoint = serve_metrics(Settings(metrics_port=metrics_port), registry)
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(RECORDING_RULES)],
@@ -75,7 +86,7 @@ async def test_each_rate_prometheus_reports_equals_the_hand_computed_value(
             {"job_name": "gridflow-worker", "static_configs": [{"targets": [f"127.0.0.1:{metrics_port}"]}]}
         ],
     }
-    with running_prometheus(config) as prometheus:
+    with endpoint, running_prometheus(config) as prometheus:
         pipeline.start_bridge()
         ids = {
             name: f"inc-{district}-{name}" for name in ("A1", "A2", "A3", "A4", "B", "C", "D", "E", "F", "G")

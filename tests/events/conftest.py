@@ -15,7 +15,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from activities.kafka_sink import KafkaStepSink
-from activities.sinks import MemorySink
+from activities.metrics import LifecycleMetrics
 from events.bridge import Bridge
 from events.cloudevents import InboundEvent, encode_binary, encode_structured, load_json, make_event
 from events.dead_letters import DeadLetterRecord, read_dead_letters
@@ -24,6 +24,7 @@ from gridflow.app.compose import build_worker
 from gridflow.app.settings import Settings
 from gridflow.domain.lifecycle import IncidentState
 from gridflow.domain.rules.loader import RulesSource
+from tests.activities.sinks import MemorySink
 from tests.conftest import isolated_settings
 from tests.events.samples import sample_data
 from workflows.client import incident_state
@@ -127,10 +128,15 @@ class Pipeline:
 
 @contextlib.asynccontextmanager
 async def open_pipeline(
-    kafka_bootstrap: str, env: WorkflowEnvironment, rules: RulesSource | None = None, **overrides: Any
+    kafka_bootstrap: str,
+    env: WorkflowEnvironment,
+    rules: RulesSource | None = None,
+    *,
+    metrics: LifecycleMetrics | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[Pipeline]:
-    """A fresh pipeline with a running worker on `rules` (default: the built-in ones); bridges are the
-    test's to start, and are stopped at the end."""
+    """A fresh pipeline with a running worker on `rules` (default: the built-in ones), counting into
+    `metrics` if given; bridges are the test's to start, and are stopped at the end."""
     settings = isolated_settings(kafka_bootstrap, **overrides)
     await asyncio.to_thread(ensure_topics, settings)
     producer = await asyncio.to_thread(make_producer, settings)
@@ -140,6 +146,7 @@ async def open_pipeline(
         settings.task_queue,
         rules or RulesSource(),
         [sink, KafkaStepSink(producer, settings.events_topic)],
+        metrics,
     )
     pipeline = Pipeline(settings, env.client, sink, producer)
     async with worker:

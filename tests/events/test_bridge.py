@@ -4,17 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import timedelta
 
 from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.v1.event import CloudEvent
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import UpdateWorkflowExecutionLifecycleStage
+from temporalio.api.update.v1 import UpdateRef, WaitPolicy
+from temporalio.api.workflowservice.v1 import PollWorkflowExecutionUpdateRequest
+from temporalio.client import Client
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
 
 from events import contract
-from events.bridge import Bridge
+from events.bridge import Bridge, command_id
 from events.cloudevents import dump_json
 from events.dead_letters import replay_dead_letters
-from gridflow.domain.incident import Outcome, Status
+from events.kafka import ensure_topics, make_producer
+from gridflow.app.compose import build_worker
+from gridflow.domain.incident import Outcome, Status, workflow_id_for
+from gridflow.domain.rules.loader import RulesSource
+from tests.activities.sinks import MemorySink
+from tests.conftest import isolated_settings
 from tests.events.conftest import Pipeline
 from tests.events.samples import sample_data
+from workflows.client import incident_handle
 
 
 def new_id() -> str:
@@ -201,3 +215,60 @@ async def test_a_second_report_with_different_content_is_dead_lettered_as_a_conf
     assert [letter.error_type for letter in letters] == ["conflict"]
     assert "already reported with different content" in letters[0].error_message
     assert (await pipeline.state(incident_id)).timeline == first.timeline
+
+
+ADMITTED = UpdateWorkflowExecutionLifecycleStage.UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_ADMITTED
+
+
+async def admitted(client: Client, incident_id: str, update_id: str) -> bool:
+    """Whether Temporal has taken in an update to the incident (it waits there for a worker)."""
+    request = PollWorkflowExecutionUpdateRequest(
+        namespace=client.namespace,
+        update_ref=UpdateRef(
+            workflow_execution=WorkflowExecution(workflow_id=workflow_id_for(incident_id)),
+            update_id=update_id,
+        ),
+        wait_policy=WaitPolicy(lifecycle_stage=ADMITTED),
+    )
+    try:
+        await client.workflow_service.poll_workflow_execution_update(request, timeout=timedelta(seconds=5))
+    except RPCError:  # not there (yet)
+        return False
+    return True
+
+
+async def test_a_command_racing_its_incidents_close_is_dead_lettered_as_closed_not_as_unknown(
+    kafka_bootstrap: str, dev_server_env: WorkflowEnvironment
+) -> None:
+    """The accept reaches Temporal while no worker runs, and the incident is closed (an operator
+    terminates it) before any worker sees the accept: Temporal aborts the waiting command."""
+    settings = isolated_settings(kafka_bootstrap)
+    client = dev_server_env.client
+    await asyncio.to_thread(ensure_topics, settings)
+    producer = await asyncio.to_thread(make_producer, settings)
+    pipeline = Pipeline(settings, client, MemorySink(), producer)
+    incident_id = new_id()
+    try:
+        pipeline.start_bridge()
+        async with build_worker(client, settings.task_queue, RulesSource(), [pipeline.sink]):
+            pipeline.publish(pipeline.event(contract.REPORTED, incident_id))
+            await pipeline.wait_for(incident_id, lambda s: s.status is Status.DISPATCHED)
+
+        accept = pipeline.event(contract.ACCEPTED, incident_id)
+        pipeline.publish(accept)
+        for _ in range(300):
+            if await admitted(client, incident_id, command_id(accept)):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the bridge's accept never reached Temporal")
+        await incident_handle(client, incident_id).terminate("closed by an operator")
+        letters = await pipeline.wait_dead_letters(1)
+
+        assert [(letter.error_type, letter.key) for letter in letters] == [
+            ("incident_closed", incident_id.encode())
+        ]
+        assert letters[0].error_message == f"incident {incident_id} is closed"
+    finally:
+        await pipeline.stop_bridges()
+        await asyncio.to_thread(producer.close, 5)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from prometheus_client import REGISTRY
-
 from events import contract
 from events.bridge import Bridge
 from events.cloudevents import encode_structured
@@ -29,11 +27,12 @@ async def test_a_burst_is_taken_at_the_in_flight_limit_and_every_incident_starts
         )
     await asyncio.to_thread(lambda: [future.get(30) for future in futures])
 
-    pipeline.start_bridge(Bridge(settings, pipeline.client))
+    bridge = pipeline.start_bridge(Bridge(settings, pipeline.client))
+    registry = bridge.metrics.registry
     highest = 0.0
     started = 0
     for _ in range(1200):
-        highest = max(highest, REGISTRY.get_sample_value("gridflow_bridge_in_flight_messages") or 0)
+        highest = max(highest, registry.get_sample_value("gridflow_bridge_in_flight_messages") or 0)
         started = len(
             [w async for w in pipeline.client.list_workflows(f"TaskQueue = '{settings.task_queue}'")]
         )

@@ -9,11 +9,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from prometheus_client import REGISTRY
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from activities.sinks import MemorySink
 from events import contract
 from events.bridge import Bridge
 from events.kafka import ensure_topics, make_producer
@@ -22,6 +20,7 @@ from gridflow.app.compose import build_worker
 from gridflow.app.temporal import register_search_attributes
 from gridflow.domain.incident import Status
 from gridflow.domain.rules.loader import RulesSource
+from tests.activities.sinks import MemorySink
 from tests.conftest import free_port, isolated_settings
 from tests.events.conftest import Pipeline
 
@@ -96,7 +95,7 @@ async def test_events_arriving_while_temporal_is_down_are_applied_once_it_is_bac
     during = [f"inc-{name}-b{i}" for i in range(15)]
 
     async with build_worker(client, settings.task_queue, RulesSource(), [pipeline.sink]):
-        pipeline.start_bridge(Bridge(settings, client))
+        bridge = pipeline.start_bridge(Bridge(settings, client))
         for incident_id in before:
             pipeline.publish(pipeline.event(contract.REPORTED, incident_id))
         for incident_id in before:
@@ -108,7 +107,7 @@ async def test_events_arriving_while_temporal_is_down_are_applied_once_it_is_bac
         for incident_id in before:
             pipeline.publish(pipeline.event(contract.ACCEPTED, incident_id))
         await asyncio.sleep(5)  # the bridge keeps retrying, the worker keeps polling
-        waiting = REGISTRY.get_sample_value("gridflow_bridge_in_flight_messages") or 0
+        waiting = bridge.metrics.registry.get_sample_value("gridflow_bridge_in_flight_messages") or 0
         assert waiting > 0, "the bridge should be holding the events it could not yet apply"
         await temporal.start()
 

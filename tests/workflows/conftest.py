@@ -15,11 +15,11 @@ import pytest
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
-from activities.sinks import MemorySink
 from gridflow.app.compose import build_worker
 from gridflow.domain.incident import Incident
 from gridflow.domain.lifecycle import IncidentState, IncidentSummary, Step, StepKind
 from gridflow.domain.rules.loader import RulesSource
+from tests.activities.sinks import MemorySink
 from workflows.incident import IncidentWorkflow
 from workflows.input import IncidentInput
 

@@ -10,13 +10,13 @@ import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from activities.sinks import MemorySink
 from gridflow.app.binaries import find_binary
 from gridflow.app.compose import build_worker
 from gridflow.app.temporal import register_search_attributes
 from gridflow.domain.incident import Outcome, Rating, Status
 from gridflow.domain.lifecycle import Accept, Feedback, Progress, Resolve, StepKind
 from gridflow.domain.rules.loader import RulesSource
+from tests.activities.sinks import MemorySink
 from tests.conftest import make_incident
 from workflows.client import incident_handle, incident_state, report_incident, send_command
 

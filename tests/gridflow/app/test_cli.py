@@ -14,12 +14,12 @@ import pytest
 import structlog
 from temporalio.testing import WorkflowEnvironment
 
-from activities.sinks import MemorySink
 from gridflow.app.cli import build_parser, main
 from gridflow.app.compose import build_worker
 from gridflow.domain.incident import Outcome, Rating, Status
 from gridflow.domain.lifecycle import IncidentState, StepKind
 from gridflow.domain.rules.loader import RulesSource
+from tests.activities.sinks import MemorySink
 from tests.conftest import make_incident
 
 

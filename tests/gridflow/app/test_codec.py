@@ -14,7 +14,6 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DefaultFailureConverterWithEncodedAttributes
 from temporalio.testing import WorkflowEnvironment
 
-from activities.sinks import MemorySink
 from gridflow.app.codec import (
     ENCODING,
     KEY_ID_METADATA,
@@ -31,6 +30,7 @@ from gridflow.app.compose import build_worker
 from gridflow.domain.incident import Reporter
 from gridflow.domain.lifecycle import Accept
 from gridflow.domain.rules.loader import RulesSource
+from tests.activities.sinks import MemorySink
 from tests.conftest import make_incident
 from workflows.client import incident_state, report_incident, send_command
 from workflows.input import IncidentInput

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import io
 import json
+import logging
 import os
+import re
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -18,14 +21,15 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from activities.sinks import MemorySink
 from gridflow.app.binaries import find_binary
 from gridflow.app.codec import ENCODING, KEY_ID_METADATA, EncryptionCodec, Keyring, data_converter
 from gridflow.app.codec_server import CodecServer, serve_codec, start_codec_server
 from gridflow.app.compose import build_worker
+from gridflow.app.logs import configure_logging
 from gridflow.domain.incident import Reporter
 from gridflow.domain.lifecycle import Accept
 from gridflow.domain.rules.loader import RulesSource
+from tests.activities.sinks import MemorySink
 from tests.conftest import free_port, make_incident
 from workflows.client import report_incident, send_command
 
@@ -85,11 +89,31 @@ def _post_headers(token: str | None = TOKEN, **extra: str) -> dict[str, str]:
     return headers
 
 
+def _raw(port: int, request: bytes) -> bytes:
+    """Send bytes as they are and read until the server closes the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
 @pytest.fixture
 async def server() -> AsyncIterator[CodecServer]:
     """A codec server with a token, on a port the OS picks."""
     async with await start_codec_server(KEYRING, "127.0.0.1", 0, ORIGIN, TOKEN) as running:
         yield running
+
+
+@pytest.fixture
+def captured_logs() -> Iterator[io.StringIO]:
+    """Every log line of gridflow and of the libraries (aiohttp's too), as JSON, into a buffer."""
+    buffer = io.StringIO()
+    configure_logging("json", "debug", stream=buffer)
+    yield buffer
+    configure_logging("console", "warning")
+    logging.getLogger().handlers.clear()
 
 
 async def test_decode_returns_the_original_payloads(server: CodecServer) -> None:
@@ -202,18 +226,120 @@ async def test_keep_alive_serves_several_requests_on_one_connection(server: Code
 
 
 async def test_malformed_framing_is_refused(server: CodecServer) -> None:
-    def raw(request: bytes) -> bytes:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-            sock.sendall(request)
-            chunks = []
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
-            return b"".join(chunks)
-
     chunked = b"POST /decode HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
     garbage = b"HELLO\r\n\r\n"
-    assert (await asyncio.to_thread(raw, chunked)).startswith(b"HTTP/1.1 501 ")
-    assert (await asyncio.to_thread(raw, garbage)).startswith(b"HTTP/1.1 400 ")
+    # Both framings at once, the classic request-smuggling shape, and a repeated Content-Length.
+    smuggled = (
+        b"POST /decode HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n{}"
+    )
+    doubled = b"POST /decode HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}"
+
+    assert (await asyncio.to_thread(_raw, server.port, chunked)).startswith(b"HTTP/1.1 501 ")
+    # aiohttp answers a request it cannot parse in HTTP/1.0, as it cannot trust the version it read.
+    for request in (garbage, smuggled, doubled):
+        assert re.match(rb"HTTP/1\.[01] 400 ", await asyncio.to_thread(_raw, server.port, request))
+
+
+async def test_an_endpoint_with_a_trailing_slash_or_an_empty_segment_still_reaches_the_codec(
+    server: CodecServer,
+) -> None:
+    body = _json(await CODEC.encode(_plain()))
+
+    for path in ("/decode/", "//decode", "/default/decode/"):
+        answer = await call(server.port, "POST", path, body, _post_headers())
+        assert (answer.status, answer.payloads()) == (200, _plain()), path
+
+
+async def test_preflights_are_answered_on_every_codec_route_and_only_there(server: CodecServer) -> None:
+    preflight = {
+        "Origin": ORIGIN,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type,x-namespace",
+    }
+
+    for path in ("/encode", "/default/decode", "/default/encode"):
+        answer = await call(server.port, "OPTIONS", path, headers=preflight)
+        assert (answer.status, answer.headers["access-control-allow-origin"]) == (204, ORIGIN), path
+        assert answer.headers["access-control-max-age"] == "600"
+    elsewhere = await call(server.port, "OPTIONS", "/nope", headers=preflight)
+    assert elsewhere.status == 404
+    assert elsewhere.headers["access-control-allow-origin"] == ORIGIN  # the UI can show why
+
+
+async def test_a_token_outside_ascii_is_refused_like_any_wrong_token(server: CodecServer) -> None:
+    body = _json(await CODEC.encode(_plain()))
+
+    answer = await call(server.port, "POST", "/decode", body, _post_headers(token="sécret-ü"))
+
+    assert answer.status == 401
+    assert json.loads(answer.body) == {"error": "missing or wrong token"}
+
+
+async def test_a_body_over_the_size_limit_is_refused_with_a_clear_error() -> None:
+    fits = b'{"payloads": []}'.ljust(1024)
+
+    async with await start_codec_server(KEYRING, "127.0.0.1", 0, ORIGIN, TOKEN, max_body_bytes=1024) as small:
+        accepted = await call(small.port, "POST", "/decode", fits, _post_headers())
+        refused = await call(small.port, "POST", "/decode", fits + b" ", _post_headers())
+
+    assert (accepted.status, accepted.payloads()) == (200, [])
+    assert refused.status == 413
+    assert json.loads(refused.body) == {"error": "body over 1024 bytes"}
+    assert refused.headers["access-control-allow-origin"] == ORIGIN
+
+
+async def test_a_payload_encoded_before_a_key_rotation_is_decoded_after_it() -> None:
+    async with await start_codec_server(Keyring({"k1": K1}), "127.0.0.1", 0, ORIGIN, TOKEN) as before:
+        encoded = (await call(before.port, "POST", "/encode", _json(_plain()), _post_headers())).payloads()
+    # The rotation: k2 goes first and k1 stays, so the server reads k1's payloads and writes with k2.
+    async with await start_codec_server(KEYRING, "127.0.0.1", 0, ORIGIN, TOKEN) as rotated:
+        decoded = await call(rotated.port, "POST", "/decode", _json(encoded), _post_headers())
+        encoded_after = await call(rotated.port, "POST", "/encode", _json(_plain()), _post_headers())
+    async with await start_codec_server(Keyring({"k2": K2}), "127.0.0.1", 0, ORIGIN, TOKEN) as retired:
+        refused = await call(retired.port, "POST", "/decode", _json(encoded), _post_headers())
+
+    assert all(p.metadata[KEY_ID_METADATA] == b"k1" for p in encoded)
+    assert (decoded.status, decoded.payloads()) == (200, _plain())
+    assert all(p.metadata[KEY_ID_METADATA] == b"k2" for p in encoded_after.payloads())
+    assert refused.status == 400
+    assert "'k1'" in json.loads(refused.body)["error"]
+
+
+async def test_no_log_line_holds_the_token_or_payload_data(
+    server: CodecServer, captured_logs: io.StringIO
+) -> None:
+    await call(server.port, "POST", "/decode", _json(await CODEC.encode(_plain())), _post_headers())
+    await call(server.port, "POST", "/encode", _json(_plain()), _post_headers())
+    await call(server.port, "POST", "/decode", b'{"payloads": "Li Wei"}', _post_headers())
+    # A header line aiohttp cannot parse: its parse error quotes the line, token and all.
+    unparsable = f"POST /decode HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\x01\r\n\r\n"
+    refused = await asyncio.to_thread(_raw, server.port, unparsable.encode())
+
+    assert TOKEN.encode() in refused  # the error text carries the token back to its own sender...
+    text = captured_logs.getvalue()
+    assert "Error handling request" in text  # ...and the refusal was logged...
+    assert TOKEN not in text  # ...without it
+    assert "Li Wei" not in text
+    assert "+86 138" not in text
+
+
+async def test_closing_the_server_ends_idle_keep_alive_connections() -> None:
+    running = await start_codec_server(KEYRING, "127.0.0.1", 0, ORIGIN, TOKEN)
+    connection = http.client.HTTPConnection("127.0.0.1", running.port, timeout=10)
+
+    def one_request() -> int:
+        connection.request("POST", "/encode", body=_json(_plain()), headers=_post_headers())
+        response = connection.getresponse()
+        response.read()
+        return response.status
+
+    try:
+        assert await asyncio.to_thread(one_request) == 200
+        assert connection.sock is not None  # kept alive for the next request
+        await running.close()
+        assert await asyncio.to_thread(connection.sock.recv, 1) == b""  # the server closed it
+    finally:
+        connection.close()
 
 
 async def test_serve_codec_runs_until_stopped_and_needs_no_token_when_none_is_set() -> None:

@@ -12,7 +12,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from activities.kafka_sink import KafkaStepSink
-from activities.sinks import LogSink, MemorySink, StepSink
+from activities.sinks import LogSink, StepSink
 from events import contract
 from events.bridge import Bridge
 from events.kafka import ensure_topics, make_producer
@@ -20,6 +20,7 @@ from gridflow.app.compose import build_worker
 from gridflow.app.logs import configure_logging
 from gridflow.domain.incident import Status
 from gridflow.domain.rules.loader import RulesSource
+from tests.activities.sinks import MemorySink
 from tests.conftest import isolated_settings
 from tests.events.conftest import Pipeline
 from tests.events.samples import sample_data

@@ -1,0 +1,88 @@
+"""Per-incident order with backpressure: the messages the bridge is handling, and when to stop taking more.
+
+Messages with the same key (the incident id) run one after another; different incidents run
+concurrently, up to the in-flight limit. At the limit the bridge pauses its partitions (the consumer
+keeps polling, so the group does not rebalance) and resumes them once half the calls have drained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from enum import Enum
+
+
+class Pressure(Enum):
+    """What to do with the partitions now."""
+
+    PAUSE = "pause"  # the in-flight limit is reached: take nothing more
+    RESUME = "resume"  # drained to half the limit: take again
+
+
+class PerIncidentOrder:
+    """The messages in flight: one incident's in order, different incidents at once, at most `limit`."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._tails: dict[bytes, asyncio.Task[None]] = {}  # each incident's latest message
+        self._paused = False
+
+    def __len__(self) -> int:
+        """Messages in flight (running, or waiting for their incident's earlier ones)."""
+        return len(self._tasks)
+
+    def room(self, most: int) -> int:
+        """How many messages to take now: what the limit leaves room for, at least 1, at most `most`."""
+        return max(1, min(most, self._limit - len(self._tasks)))
+
+    def start(self, key: bytes | None, handle: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+        """Run `handle` once the earlier messages with this key are done (at once without a key)."""
+        previous = self._tails.get(key) if key is not None else None
+        task = asyncio.create_task(self._after(previous, handle))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        if key is not None:
+            self._tails[key] = task
+            task.add_done_callback(lambda done: self._forget_tail(key, done))
+        return task
+
+    def _forget_tail(self, key: bytes, task: asyncio.Task[None]) -> None:
+        if self._tails.get(key) is task:  # no later message of the incident came meanwhile
+            del self._tails[key]
+
+    @staticmethod
+    async def _after(previous: asyncio.Task[None] | None, handle: Callable[[], Awaitable[None]]) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])
+            if previous.cancelled():
+                # The incident's earlier message was abandoned (the bridge is stopping) and will be
+                # redelivered: this one must not overtake it.
+                raise asyncio.CancelledError
+        await handle()
+
+    def pressure(self) -> Pressure | None:
+        """Whether to pause or resume the partitions now (None: leave them as they are)."""
+        busy = len(self._tasks)
+        if not self._paused and busy >= self._limit:
+            self._paused = True
+            return Pressure.PAUSE
+        if self._paused and busy <= self._limit // 2:
+            self._paused = False
+            return Pressure.RESUME
+        return None
+
+    def partitions_reassigned(self) -> None:
+        """A rebalance hands out partitions unpaused: nothing is paused any more."""
+        self._paused = False
+
+    async def drain(self, grace_seconds: float) -> int:
+        """Wait up to `grace_seconds` for the messages in flight, then cancel the rest; how many."""
+        if not self._tasks:
+            return 0
+        _, pending = await asyncio.wait(list(self._tasks), timeout=grace_seconds)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+        return len(pending)
