@@ -471,7 +471,18 @@ async def test_a_bridge_killed_at_random_points_while_events_flow_loses_and_doub
         problems = {i: p for i, state in final.items() if (p := timeline_problems(state))}
         assert problems == {}, problems
         assert [(letter.error_type, letter.error_message) for letter in letters] == []
-        assert logged[(contract.REPORTED, "started")] == REPORTS  # each start done once, the rest found it
+        # The workflows listed above prove every start happened once. The bridges' logs must never show
+        # one twice, but may show fewer: a kill can land after a start and before its line is written
+        # (the next bridge then finds the workflow, and says so).
+        started = Counter(
+            record["incident_id"]
+            for bridge in bridges
+            for record in bridge.records()
+            if record.get("event") == "event applied"
+            and (record["type"], record["outcome"]) == (contract.REPORTED, "started")
+        )
+        assert [incident_id for incident_id, times in started.items() if times > 1] == []
+        assert logged[(contract.REPORTED, "started")] <= REPORTS
         assert all(process.alive() for process in (worker, last)), scenario.diagnostics()
     except BaseException:
         print(scenario.diagnostics())
