@@ -50,8 +50,8 @@ from gridflow.domain.simulation.stream import StreamInfo, count_incidents, read_
 from workflows.client import incident_state
 from workflows.simulated_handlers import SimulatedHandlers, SimulationRun
 
-# (simulated instant or None, incidents finished, incidents in all)
-Progress = Callable[[datetime | None, int, int], None]
+# Told how far a run is: (simulated instant or None, incidents finished, incidents in all).
+OnProgress = Callable[[datetime | None, int, int], None]
 NamedRules = tuple[str, RuleSet]
 CHUNK = 500  # incidents per driver workflow, to keep its input well under the payload limit
 # The Temporal engine counts time in whole seconds: the test server's jitter (milliseconds per timer
@@ -87,7 +87,7 @@ def simulate_discrete(
     path: Path,
     rule_sets: list[NamedRules],
     *,
-    progress: Progress | None = None,
+    progress: OnProgress | None = None,
     resolution: timedelta | None = None,
     horizon: timedelta = HORIZON,
     finished: Finished | None = None,
@@ -149,7 +149,7 @@ async def simulate_temporal(
     stream: list[SimulatedIncident],
     rule_sets: list[NamedRules],
     *,
-    progress: Progress | None = None,
+    progress: OnProgress | None = None,
     resolution: timedelta | None = TEMPORAL_RESOLUTION,
     horizon: timedelta = HORIZON,
     finished: Finished | None = None,
@@ -223,7 +223,7 @@ def plans(
 async def _run_on_test_server(
     stream: list[SimulatedIncident],
     rules: RuleSet,
-    progress: Progress | None,
+    progress: OnProgress | None,
     resolution: timedelta | None,
     horizon: timedelta,
 ) -> tuple[list[IncidentState], timedelta]:

@@ -1,134 +1,24 @@
-"""The `gridflow` command: help everywhere, rules check, schema export, and incidents on a real server."""
+"""`gridflow incident`: report, handle, show and list incidents on a real Temporal dev server."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
+import io
 import json
-import logging
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import structlog
 from temporalio.testing import WorkflowEnvironment
 
-from gridflow.app.cli import build_parser, main
 from gridflow.app.compose import build_worker
 from gridflow.domain.incident import Outcome, Rating, Status
 from gridflow.domain.lifecycle import IncidentState, StepKind
 from gridflow.domain.rules.loader import RulesSource
 from tests.activities.sinks import MemorySink
 from tests.conftest import make_incident
-
-
-def _command_paths(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
-    yield path
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, sub in action.choices.items():
-                yield from _command_paths(sub, (*path, name))
-
-
-COMMANDS = list(_command_paths(build_parser()))
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """main() configures logging for the whole process; put it back for the tests that follow."""
-    root = logging.getLogger()
-    handlers, level, config = root.handlers[:], root.level, structlog.get_config()
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.configure(**config)
-
-
-def test_every_command_is_covered() -> None:
-    assert {" ".join(path) for path in COMMANDS} >= {
-        "dev",
-        "worker",
-        "rules check",
-        "incident report",
-        "incident show",
-        "incident list",
-        "incident accept",
-        "incident progress",
-        "incident escalate",
-        "incident pause",
-        "incident resume",
-        "incident resolve",
-        "incident feedback",
-        "incident withdraw",
-        "schema export",
-    }
-
-
-@pytest.mark.parametrize("path", COMMANDS, ids=lambda path: " ".join(path) or "gridflow")
-def test_help_works_for_every_command(path: tuple[str, ...], capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exit:
-        main([*path, "--help"])
-    assert exit.value.code == 0
-    out = capsys.readouterr().out
-    assert out.startswith(f"usage: gridflow {' '.join(path)}".rstrip())
-    description = out.split("\n\n")[1]
-    assert len(description) > 20, f"no useful description for {path}: {description!r}"
-
-
-def test_a_command_is_required(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exit:
-        main(["incident"])
-    assert exit.value.code == 2
-
-
-def test_rules_check_shows_the_built_in_rules(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["rules", "check"]) == 0
-    out = capsys.readouterr().out
-    assert "built-in rules: valid" in out
-    assert "rule urgent" in out and "rule default" in out
-    assert "match     priority in urgent" in out
-    assert "grid       accept within 15m" in out
-    assert "resolve within 2h" in out
-
-
-def test_rules_check_names_every_bad_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(
-        "rules:\n"
-        "  - name: fast\n"
-        "    ladder: {grid: {accept: 2x, resolve: 1h}}\n"
-        "  - name: default\n"
-        "    ladder: {grid: {accept: 1h}}\n",
-        encoding="utf-8",
-    )
-    assert main(["rules", "check", str(rules)]) == 1
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    assert f"{rules}: invalid rules file" in captured.err
-    assert "rules[0].ladder.grid.accept" in captured.err
-    assert "rules[1].ladder.grid.resolve: is required" in captured.err
-
-
-def test_rules_check_takes_the_rules_file_from_the_environment(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    rules = tmp_path / "rules.yaml"
-    rules.write_text("version: 7\nrules:\n  - name: only\n    ladder: {grid: {accept: 1h, resolve: 2h}}\n")
-    monkeypatch.setenv("GRIDFLOW_RULES_FILE", str(rules))
-    assert main(["rules", "check"]) == 0
-    assert "version 7" in capsys.readouterr().out
-
-
-def test_schema_export_writes_the_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["schema", "export", str(tmp_path / "schemas")]) == 0
-    listed = capsys.readouterr().out.split()
-    assert listed and all(Path(path).is_file() for path in listed)
-    assert any(path.endswith("asyncapi.yaml") for path in listed)
-    assert any(path.endswith(".schema.json") for path in listed)
-
-
-# ---------------------------------------------------------------------- against a real Temporal dev server
+from tests.gridflow.app.cli.conftest import gridflow
 
 
 @pytest.fixture
@@ -145,13 +35,6 @@ async def server(dev_server_env: WorkflowEnvironment) -> AsyncIterator[list[str]
             "--log-level",
             "warning",
         ]
-
-
-async def gridflow(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """Run the command as a user would (it runs its own event loop, so in a thread); (code, out, err)."""
-    code = await asyncio.to_thread(main, list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 async def test_an_incident_reported_handled_and_rated_from_the_command_line(
@@ -285,8 +168,42 @@ async def test_bad_input_and_an_unreachable_server_are_clear_errors(
     report = tmp_path / "incident.json"
     report.write_text(json.dumps({"incident_id": "inc-1", "category": "street_lamp"}), encoding="utf-8")
     code, _, err = await gridflow(capsys, "incident", "report", str(report))
-    assert code == 1 and "invalid Incident" in err and "priority: Field required" in err
+    assert code == 1 and err.startswith(f"{report}:1: invalid Incident:")
+    assert "priority: Field required" in err
 
     nowhere = ["--temporal-address", "127.0.0.1:1", "--log-level", "error"]
     code, _, err = await gridflow(capsys, "incident", "show", "inc-1", *nowhere)
     assert code == 1 and err.startswith("cannot connect to Temporal at 127.0.0.1:1")
+
+
+async def test_an_incident_reported_as_a_cloudevent_on_standard_input_starts(
+    server: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    incident = make_incident()
+    event = {
+        "specversion": "1.0",
+        "type": "gridflow.incident.reported.v1",
+        "source": "hotline",
+        "id": f"evt-{uuid.uuid4().hex[:8]}",
+        "data": incident.model_dump(mode="json"),
+    }
+    monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps(event)))
+
+    code, out, err = await gridflow(capsys, "incident", "report", "-", *server)
+
+    assert code == 0, err
+    assert out.startswith(f"started incident {incident.incident_id}")
+
+
+async def test_report_refuses_a_file_of_several_incidents_and_starts_none(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    incidents = tmp_path / "incidents.json"
+    incidents.write_text(f"[\n{make_incident().model_dump_json()},\n{make_incident().model_dump_json()}\n]\n")
+    nowhere = ["--temporal-address", "127.0.0.1:1", "--log-level", "error"]
+
+    code, out, err = await gridflow(capsys, "incident", "report", str(incidents), *nowhere)
+
+    # Refused before any connection: the unreachable server is never tried.
+    assert (code, out) == (1, "")
+    assert err == f"{incidents}: 2 JSON objects (lines 2, 3): this command takes one incident\n"

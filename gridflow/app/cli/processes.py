@@ -1,0 +1,108 @@
+"""The long-running processes: `gridflow dev` (everything on this machine), `worker` and `bridge`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from gridflow.app.cli.shared import EXIT_OK, RULES, TEMPORAL, TEMPORAL_LOCAL, add_command, temporal_errors
+from gridflow.app.compose import run_bridge, run_worker, stop_on_signals
+from gridflow.app.devstack import DevStack, demo_rules, run_demo
+from gridflow.app.settings import Settings
+
+
+async def dev(args: argparse.Namespace, settings: Settings) -> int:
+    """`gridflow dev [--demo]`: the embedded dev stack until Ctrl-C."""
+    stack = DevStack(
+        settings,
+        state_dir=Path(args.state_dir),
+        temporal_port=args.temporal_port,
+        ui_port=args.ui_port,
+        kafka_port=args.kafka_port,
+        metrics_port=settings.metrics_port,
+        prometheus_port=args.prometheus_port if args.prometheus else None,
+        rules=demo_rules() if args.demo else None,
+        demo=run_demo if args.demo else None,
+    )
+    await stack.serve(stop_on_signals(), on_ready=lambda up: print(up.banner(), flush=True))
+    return EXIT_OK
+
+
+async def worker(args: argparse.Namespace, settings: Settings) -> int:
+    """`gridflow worker`: run incident workflows on the task queue until SIGINT or SIGTERM."""
+    with temporal_errors(settings):
+        await run_worker(settings, stop_on_signals())
+    return EXIT_OK
+
+
+async def bridge(args: argparse.Namespace, settings: Settings) -> int:
+    """`gridflow bridge`: consume the incidents topic until SIGINT or SIGTERM."""
+    await run_bridge(settings, stop_on_signals())
+    return EXIT_OK
+
+
+def add_dev(commands: Any) -> None:
+    """`gridflow dev`."""
+    parser = add_command(
+        commands,
+        "dev",
+        dev,
+        "run everything on this machine",
+        "Run the embedded dev stack: a Temporal dev server (state in STATE_DIR/temporal.db), a Tansu\n"
+        "Kafka-API broker (in memory) and the worker; with --demo, also a demo that reports incidents and\n"
+        "plays the handlers on the demo rules (limits of seconds). Server logs go to STATE_DIR.\n"
+        "Ctrl-C stops everything.",
+        [TEMPORAL_LOCAL, RULES],
+    )
+    parser.add_argument("--demo", action=argparse.BooleanOptionalAction, default=False, help="run the demo")
+    parser.add_argument(
+        "--state-dir", default=".gridflow", metavar="DIR", help="state and logs (default .gridflow)"
+    )
+    parser.add_argument(
+        "--temporal-port", type=int, default=7233, metavar="PORT", help="Temporal gRPC (7233)"
+    )
+    parser.add_argument("--ui-port", type=int, default=8233, metavar="PORT", help="Temporal Web UI (8233)")
+    parser.add_argument("--kafka-port", type=int, default=9092, metavar="PORT", help="Kafka broker (9092)")
+    parser.add_argument(
+        "--prometheus",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="start Prometheus with gridflow's rules when it is installed (default: yes)",
+    )
+    parser.add_argument("--prometheus-port", type=int, default=9090, metavar="PORT", help="Prometheus (9090)")
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=argparse.SUPPRESS,
+        metavar="PORT",
+        help="metrics (GRIDFLOW_METRICS_PORT)",
+    )
+    parser.set_defaults(core_logs=True)
+
+
+def add_worker(commands: Any) -> None:
+    """`gridflow worker`."""
+    add_command(
+        commands,
+        "worker",
+        worker,
+        "run a worker",
+        "Run a worker for incident workflows on the task queue until SIGINT or SIGTERM.\n"
+        "The rules file is re-read when it changes.",
+        [TEMPORAL, RULES],
+    ).set_defaults(core_logs=True)
+
+
+def add_bridge(commands: Any) -> None:
+    """`gridflow bridge`."""
+    add_command(
+        commands,
+        "bridge",
+        bridge,
+        "run a Kafka -> Temporal bridge",
+        "Consume the incidents topic in the consumer group and turn events into workflow starts and\n"
+        "updates; unusable messages go to the dead-letter topic. Serves metrics on GRIDFLOW_METRICS_PORT\n"
+        "(give each process its own). Stops cleanly on SIGINT or SIGTERM.",
+        [TEMPORAL],
+    ).set_defaults(core_logs=True)
