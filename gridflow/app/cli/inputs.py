@@ -92,43 +92,63 @@ def read_incident(path: str) -> Incident:
         raise InputError(f"{document.where}: {validation_problems(exc)}") from None
 
 
+class _Lines:
+    """The line numbers of positions met in increasing order: each newline counted once, so a large
+    input of JSON lines is not rescanned from its start for every value."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._position = 0
+        self._line = 1
+
+    def of(self, position: int) -> int:
+        """The line `position` is on (a position before the last one asked is counted afresh)."""
+        if position < self._position:
+            return self._text.count("\n", 0, position) + 1
+        self._line += self._text.count("\n", self._position, position)
+        self._position = position
+        return self._line
+
+
 def _json_values(text: str, source: str) -> Iterator[tuple[int, Any]]:
     """Each JSON value in `text` with the line it starts on; a top-level array's items one by one."""
+    lines = _Lines(text)
     position = _skip_blank(text, 0)
     while position < len(text):
         if text[position] == "[":
-            position = yield from _array_items(text, position, source)
+            position = yield from _array_items(text, position, source, lines)
         else:
-            line = _line_of(text, position)
-            value, position = _decode(text, position, source)
+            line = lines.of(position)
+            value, position = _decode(text, position, source, line)
             yield line, value
         position = _skip_blank(text, position)
 
 
-def _array_items(text: str, start: int, source: str) -> Generator[tuple[int, Any], None, int]:
+def _array_items(
+    text: str, start: int, source: str, lines: _Lines
+) -> Generator[tuple[int, Any], None, int]:
     """The items of the array that opens at `start`; returns the position after its `]`."""
     position = _skip_blank(text, start + 1)
     if text.startswith("]", position):
         return position + 1
     while True:
-        line = _line_of(text, position)
-        value, position = _decode(text, position, source)
+        line = lines.of(position)
+        value, position = _decode(text, position, source, line)
         yield line, value
         position = _skip_blank(text, position)
         if text.startswith("]", position):
             return position + 1
         if not text.startswith(",", position):
-            at = _line_of(text, position)
+            at = lines.of(position)
             raise InputError(f"{source}:{at}: not JSON: the array goes on without a ',' or its ']'")
         position = _skip_blank(text, position + 1)
 
 
-def _decode(text: str, position: int, source: str) -> tuple[Any, int]:
-    """The JSON value at `position`, and where it ends."""
+def _decode(text: str, position: int, source: str, start: int) -> tuple[Any, int]:
+    """The JSON value at `position` (on line `start`), and where it ends."""
     try:
         return _DECODER.raw_decode(text, position)
     except json.JSONDecodeError as exc:
-        start = _line_of(text, position)
         # A value cut short (a truncated JSON line) fails only on the next line: name the line it starts on.
         where = f"column {exc.colno}" if exc.lineno == start else f"line {exc.lineno}, column {exc.colno}"
         raise InputError(f"{source}:{start}: not JSON: {exc.msg} ({where})") from None
@@ -137,10 +157,6 @@ def _decode(text: str, position: int, source: str) -> tuple[Any, int]:
 def _skip_blank(text: str, position: int) -> int:
     match = _BLANK.match(text, position)
     return match.end() if match else position
-
-
-def _line_of(text: str, position: int) -> int:
-    return text.count("\n", 0, position) + 1
 
 
 def _kind(value: Any) -> str:
