@@ -124,9 +124,7 @@ def _json_values(text: str, source: str) -> Iterator[tuple[int, Any]]:
         position = _skip_blank(text, position)
 
 
-def _array_items(
-    text: str, start: int, source: str, lines: _Lines
-) -> Generator[tuple[int, Any], None, int]:
+def _array_items(text: str, start: int, source: str, lines: _Lines) -> Generator[tuple[int, Any], None, int]:
     """The items of the array that opens at `start`; returns the position after its `]`."""
     position = _skip_blank(text, start + 1)
     if text.startswith("]", position):
