@@ -21,23 +21,29 @@ class StepSink(Protocol):
         """Deliver a batch of steps; raise to have the activity retried."""
 
 
+#: Step fields a log line leaves out: free text written by people (handlers' notes, residents' words)
+#: may hold personal data, and logs are not encrypted.
+UNLOGGED_STEP_FIELDS: set[str] = {"note"}
+#: Step fields logged under another name: a log record's own `level` is its severity, so the step's
+#: level (grid, street, ...) is `incident_level`, in console and JSON alike.
+RENAMED_STEP_FIELDS = {"level": "incident_level"}
+
+
 class LogSink:
-    """Writes one structured log line per step (ids, levels and reasons only: no personal data)."""
+    """Writes one structured log line per step: every field of the step but free text, with the
+    incident's ids, rule, category and priority (no personal data)."""
 
     async def publish(self, batch: StepBatch) -> None:
         """Log each step."""
         for step in batch.steps:
+            fields = step.model_dump(mode="json", exclude=UNLOGGED_STEP_FIELDS)
+            kind = fields.pop("kind")
             log.info(
-                f"incident {step.kind.value}",
+                f"incident {kind}",
                 incident_id=batch.incident_id,
-                seq=step.seq,
                 rule=batch.rule_name,
                 category=batch.category,
                 priority=batch.priority.value,
-                level=step.level,
-                unit_id=step.unit_id,
-                status=step.status.value,
-                reason=step.reason,
-                outcome=step.outcome.value if step.outcome else None,
-                deadline=step.deadline.isoformat() if step.deadline else None,
+                district_id=batch.district_id,
+                **{RENAMED_STEP_FIELDS.get(name, name): value for name, value in fields.items()},
             )

@@ -1,6 +1,9 @@
 """Logging: structlog for gridflow's own lines and stdlib logging (temporalio's) through the same renderer.
 
-Every line goes to stderr, so a command's output on stdout (`incident show --json`) stays clean.
+Every line goes to stderr, so a command's output on stdout (`incident show --json`) stays clean; a
+long-running process can also write every line as JSON to a file (the dev stack does, in its state
+directory). The libraries' INFO chatter (kafka-python's connection steps, the Temporal SDK's worker
+notices) is held at WARNING unless the level is debug.
 """
 
 from __future__ import annotations
@@ -8,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import TextIO
 
 import structlog
@@ -55,19 +59,34 @@ def _level_number(level: str) -> int:
     return logging.getLevelNamesMapping()[name.upper()]
 
 
-def _renderer(format: str, stream: TextIO | _Stderr) -> Processor:
-    if format == "json":
+def _renderer(format: str, stream: TextIO | _Stderr | None) -> Processor:
+    if format == "json" or stream is None:
         return structlog.processors.JSONRenderer()
     # Colour only where it will be seen as colour: a terminal, and no NO_COLOR (https://no-color.org).
     colors = _isatty(stream) and "NO_COLOR" not in os.environ
     return structlog.dev.ConsoleRenderer(colors=colors)
 
 
-def configure_logging(format: str | None, level: str, *, stream: TextIO | _Stderr | None = None) -> str:
+#: Libraries whose INFO lines are chatter for gridflow's users: held at WARNING unless the level is debug.
+QUIET_LIBRARIES = ("kafka", "temporalio")
+#: The Temporal SDK's workflow and activity loggers carry gridflow's own lines: they follow the level.
+_SDK_LOGGERS_OF_OURS = ("temporalio.workflow", "temporalio.activity")
+
+
+def configure_logging(
+    format: str | None,
+    level: str,
+    *,
+    stream: TextIO | _Stderr | None = None,
+    stream_level: str | None = None,
+    file: Path | None = None,
+) -> str:
     """Set up structlog and stdlib logging to write `format` lines at `level` and above to `stream`.
 
     `format` is `console`, `json`, or None to choose by whether the stream is a terminal. Timestamps are
-    ISO 8601 in UTC. Calling it again replaces the previous set-up. Returns the format chosen.
+    ISO 8601 in UTC. `stream_level` raises the stream's threshold above `level` (a live view keeps the
+    terminal for itself and only problems); `file`, when given, gets every line at `level` as JSON
+    (started afresh). Calling it again replaces the previous set-up. Returns the stream's format.
     """
     stream = stream if stream is not None else _Stderr()
     chosen = resolve_format(format, stream)
@@ -80,13 +99,6 @@ def configure_logging(format: str | None, level: str, *, stream: TextIO | _Stder
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    final: list[Processor] = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
-    if chosen == "json":
-        # The console renderer prints tracebacks itself; JSON needs them as data, without frame locals
-        # (they may hold a reporter's personal data).
-        transformer = structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
-        final.append(structlog.processors.ExceptionRenderer(transformer))
-    final.append(_renderer(chosen, stream))
 
     structlog.configure(
         processors=[
@@ -102,23 +114,60 @@ def configure_logging(format: str | None, level: str, *, stream: TextIO | _Stder
         cache_logger_on_first_use=False,
     )
 
-    handler = logging.StreamHandler(stream)
-    handler.set_name(_HANDLER_NAME)
-    handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
-            processors=final,
-        )
-    )
+    stream_handler = logging.StreamHandler(stream)
+    stream_handler.setLevel(max(threshold, _level_number(stream_level or level)))
+    handlers: list[logging.Handler] = [stream_handler]
+    stream_handler.setFormatter(_formatter(shared, chosen, stream))
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file_handler = logging.FileHandler(file, mode="w", encoding="utf-8")
+        file_handler.setFormatter(_formatter(shared, "json", None))
+        handlers.append(file_handler)
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
         root.removeHandler(old)
-    root.addHandler(handler)
+        old.close()
+    for handler in handlers:
+        handler.set_name(_HANDLER_NAME)
+        root.addHandler(handler)
     root.setLevel(threshold)
-    # kafka-python's debug lines print whole messages, reporters' names and phones included: its
-    # loggers stay at info whatever gridflow's level.
-    logging.getLogger("kafka").setLevel(max(threshold, logging.INFO))
+    _quiet_libraries(threshold)
+    _workflow_ids_as_fields()
     return chosen
+
+
+def _formatter(shared: list[Processor], format: str, stream: TextIO | _Stderr | None) -> logging.Formatter:
+    final: list[Processor] = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
+    if format == "json":
+        # The console renderer prints tracebacks itself; JSON needs them as data, without frame locals
+        # (they may hold a reporter's personal data).
+        transformer = structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+        final.append(structlog.processors.ExceptionRenderer(transformer))
+    final.append(_renderer(format, stream))
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()], processors=final
+    )
+
+
+def _quiet_libraries(threshold: int) -> None:
+    debug = threshold <= logging.DEBUG
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.INFO if debug else max(threshold, logging.WARNING))
+    # kafka-python's debug lines print whole messages, reporters' names and phones included: even at
+    # debug its loggers stay at info (above).
+    for name in _SDK_LOGGERS_OF_OURS:
+        logging.getLogger(name).setLevel(threshold)
+
+
+def _workflow_ids_as_fields() -> None:
+    """The SDK appends its workflow (activity) info dict to every message by default; keep the ids as
+    fields (`temporal_workflow`, `temporal_activity`) and the message as written."""
+    from temporalio import activity, workflow
+
+    workflow.logger.workflow_info_on_message = False
+    workflow.logger.workflow_info_on_extra = True
+    activity.logger.activity_info_on_message = False
+    activity.logger.activity_info_on_extra = True
 
 
 def forward_temporal_core_logs() -> None:

@@ -7,6 +7,7 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from temporalio.testing import WorkflowEnvironment
@@ -18,7 +19,7 @@ from events.bridge import Bridge
 from events.kafka import ensure_topics, make_producer
 from gridflow.app.compose import build_worker
 from gridflow.app.logs import configure_logging
-from gridflow.domain.incident import Status
+from gridflow.domain.incident import Status, workflow_id_for
 from gridflow.domain.rules.loader import RulesSource
 from tests.activities.sinks import MemorySink
 from tests.conftest import isolated_settings
@@ -71,10 +72,49 @@ async def test_no_log_line_carries_the_reporters_name_or_phone(
     lines = [json.loads(line) for line in captured_logs.getvalue().splitlines() if line.strip()]
     about_incident = [line for line in lines if line.get("incident_id") == incident_id]
     assert {line["event"] for line in about_incident} >= {"incident dispatched", "incident accepted"}
-    assert all("level" in line and "rule" in line for line in about_incident if "seq" in line)
+    assert all("incident_level" in line and "rule" in line for line in about_incident if "seq" in line)
     assert any(line.get("reason") == "rejected" for line in lines)  # the dead letter was logged
+    # The workflow's own lines read as written, its ids as fields rather than a dict in the message.
+    [matched] = [line for line in lines if line["event"].startswith("incident matched rule")]
+    assert "{" not in matched["event"]
+    assert matched["temporal_workflow"]["workflow_id"] == workflow_id_for(incident_id)
     text = captured_logs.getvalue()
     leaks = [line for line in text.splitlines() if NAME in line or PHONE in line]
     assert leaks == [], leaks[:3]
     assert NAME not in text
     assert PHONE not in text and PHONE.replace(" ", "") not in text
+
+
+def test_the_libraries_info_chatter_is_held_back_unless_debug() -> None:
+    buffer = io.StringIO()
+    configure_logging("json", "info", stream=buffer)
+    for name in ("kafka.conn", "temporalio.worker._worker"):
+        logging.getLogger(name).info("chatter from %s", name)
+        logging.getLogger(name).warning("trouble in %s", name)
+    logging.getLogger("temporalio.workflow").info("a workflow's own line")
+    events = [json.loads(line)["event"] for line in buffer.getvalue().splitlines()]
+    assert events == [
+        "trouble in kafka.conn",
+        "trouble in temporalio.worker._worker",
+        "a workflow's own line",
+    ]
+
+    buffer = io.StringIO()
+    configure_logging("json", "debug", stream=buffer)
+    logging.getLogger("kafka.conn").info("chatter")
+    logging.getLogger("kafka.conn").debug("a whole message, personal data and all")
+    events = [json.loads(line)["event"] for line in buffer.getvalue().splitlines()]
+    assert events == ["chatter"]  # kafka-python's debug lines print messages: never logged
+    configure_logging("console", "warning")
+
+
+def test_a_file_gets_every_line_as_json_while_the_stream_keeps_only_problems(tmp_path: Path) -> None:
+    buffer, path = io.StringIO(), tmp_path / "state" / "gridflow.log"
+    configure_logging("console", "info", stream=buffer, stream_level="warning", file=path)
+    log = logging.getLogger("gridflow.test")
+    log.info("all is well")
+    log.warning("something is wrong")
+    configure_logging("console", "warning")  # closes the file
+    assert "all is well" not in buffer.getvalue() and "something is wrong" in buffer.getvalue()
+    events = [json.loads(line)["event"] for line in path.read_text().splitlines()]
+    assert events == ["all is well", "something is wrong"]
