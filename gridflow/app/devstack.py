@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
+import re
 import shutil
 import signal
 import socket
@@ -32,6 +33,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from activities.metrics import LifecycleMetrics
+from activities.sinks import StepSink
 from events.cloudevents import encode_structured, make_event
 from events.contract import ACCEPTED, ESCALATION_REQUESTED, FEEDBACK, REPORTED, RESOLVED
 from events.kafka import ensure_topics, make_producer
@@ -112,6 +114,9 @@ class DevStack:
     rules: RulesSource | None = None
     components: list[NamedComponent] = field(default_factory=list)
     demo: Component | None = None
+    # Where the steps go besides the log and Kafka (the live view's board), before the metrics.
+    extra_sinks: list[StepSink] = field(default_factory=list)
+    log_file: Path | None = None  # where the process writes its full log, for the banner to say
     startup_timeout: float = 60.0
     stop_timeout: float = 10.0
     _client: Client | None = field(default=None, init=False)
@@ -209,6 +214,7 @@ class DevStack:
             f"  Rules             {source}" + (f", version {rules.version}" if rules else ""),
             f"  Running           {', '.join(parts)}",
             f"  Server logs       {logs}",
+            *([f"  Log               {self.log_file}  (every line, JSON)"] if self.log_file else []),
             f"  State             {self.state_dir / 'temporal.db'}",
             f"  Try               gridflow incident list --temporal-address {self.temporal_address}",
             "  Stop              Ctrl-C (or SIGTERM)",
@@ -467,7 +473,7 @@ class DevStack:
         assert self.rules is not None
         await asyncio.to_thread(ensure_topics, settings)
         producer = await asyncio.to_thread(make_producer, settings)
-        sinks = step_sinks(settings, producer)
+        sinks = [*step_sinks(settings, producer), *self.extra_sinks]
         worker = build_worker(self.client, settings.task_queue, self.rules, sinks, self._lifecycle)
         running = asyncio.ensure_future(worker.run())
         stopped = asyncio.ensure_future(stop.wait())
@@ -613,6 +619,15 @@ def demo_rules() -> RulesSource:
     return RulesSource(builtin=DEMO_RULES)
 
 
+def demo_name(incident_id: str) -> str:
+    """A demo incident's short name on screen (`demo-151207-3-drain` is `drain-3`); others as they are."""
+    found = _DEMO_ID.fullmatch(incident_id)
+    return f"{found['name']}-{found['round']}" if found else incident_id
+
+
+_DEMO_ID = re.compile(r"demo-.+-(?P<round>\d+)-(?P<name>[a-z]+)")
+
+
 def demo_incidents(run_id: str) -> dict[str, Incident]:
     """The demo's incidents by short name, with ids unique to a run (Temporal's state outlives a run)."""
     return {
@@ -731,6 +746,7 @@ __all__ = [
     "DevStackError",
     "NamedComponent",
     "demo_incidents",
+    "demo_name",
     "demo_rules",
     "run_demo",
 ]

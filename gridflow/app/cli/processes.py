@@ -3,17 +3,33 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
 from gridflow.app.cli.shared import EXIT_OK, RULES, TEMPORAL, TEMPORAL_LOCAL, add_command, temporal_errors
 from gridflow.app.compose import run_bridge, run_worker, stop_on_signals
-from gridflow.app.devstack import DevStack, demo_rules, run_demo
+from gridflow.app.devstack import DevStack, demo_name, demo_rules, run_demo
+from gridflow.app.live_view import watch_live
+from gridflow.app.logs import configure_logging
 from gridflow.app.settings import Settings
+
+#: The dev stack's full log, in its state directory.
+DEV_LOG = "gridflow.log"
 
 
 async def dev(args: argparse.Namespace, settings: Settings) -> int:
-    """`gridflow dev [--demo]`: the embedded dev stack until Ctrl-C."""
+    """`gridflow dev [--demo]`: the embedded dev stack until Ctrl-C, with a live view on a terminal.
+
+    Every log line goes to STATE_DIR/gridflow.log as JSON; on a terminal the live view has the screen
+    and only warnings and errors are printed above it, elsewhere (or with --no-live) the log lines are.
+    """
+    state_dir = Path(args.state_dir)
+    live = args.live and sys.stdout.isatty()
+    log_file = state_dir / DEV_LOG
+    configure_logging(
+        settings.log_format, settings.log_level, stream_level="warning" if live else None, file=log_file
+    )
     stack = DevStack(
         settings,
         state_dir=Path(args.state_dir),
@@ -24,8 +40,16 @@ async def dev(args: argparse.Namespace, settings: Settings) -> int:
         prometheus_port=args.prometheus_port if args.prometheus else None,
         rules=demo_rules() if args.demo else None,
         demo=run_demo if args.demo else None,
+        log_file=log_file,
     )
-    await stack.serve(stop_on_signals(), on_ready=lambda up: print(up.banner(), flush=True))
+    view = watch_live(stack, demo_name if args.demo else str) if live else None
+
+    def ready(up: DevStack) -> None:
+        print(up.banner(), flush=True)
+        if view is not None:
+            view.shown.set()
+
+    await stack.serve(stop_on_signals(), on_ready=ready)
     return EXIT_OK
 
 
@@ -51,11 +75,20 @@ def add_dev(commands: Any) -> None:
         "run everything on this machine",
         "Run the embedded dev stack: a Temporal dev server (state in STATE_DIR/temporal.db), a Tansu\n"
         "Kafka-API broker (in memory) and the worker; with --demo, also a demo that reports incidents and\n"
-        "plays the handlers on the demo rules (limits of seconds). Server logs go to STATE_DIR.\n"
+        "plays the handlers on the demo rules (limits of seconds). On a terminal, a live view shows the\n"
+        "incidents in play, each step in words and the rates; elsewhere (or --no-live), log lines.\n"
+        "Every log line also goes to STATE_DIR/gridflow.log (JSON); the servers' logs to STATE_DIR.\n"
         "Ctrl-C stops everything.",
         [TEMPORAL_LOCAL, RULES],
     )
     parser.add_argument("--demo", action=argparse.BooleanOptionalAction, default=False, help="run the demo")
+    parser.add_argument(
+        "--live",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="on a terminal, a live view of the incidents, their steps and the rates instead of log lines "
+        "(default: yes; never when the output is not a terminal)",
+    )
     parser.add_argument(
         "--state-dir", default=".gridflow", metavar="DIR", help="state and logs (default .gridflow)"
     )

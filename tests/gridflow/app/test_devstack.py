@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import os
 import signal
 import socket
@@ -208,6 +209,12 @@ async def test_gridflow_dev_prints_where_things_are_and_stops_clean_on_sigterm(
     text = "".join(banner)
     assert f"http://127.0.0.1:{ports.ui}" in text and f"127.0.0.1:{ports.kafka}" in text
     assert str(tmp_path / "temporal.log") in text
+    # Not on a terminal: no live view, log lines; and every line, as JSON, in the state directory's log.
+    assert f"{tmp_path / 'gridflow.log'}  (every line, JSON)" in text
+    logged = [json.loads(line) for line in (tmp_path / "gridflow.log").read_text().splitlines()]
+    assert {"temporal dev server ready", "worker started", "worker stopped"} <= {
+        line["event"] for line in logged
+    }
     assert f"http://127.0.0.1:{ports.prometheus}" in text
     assert not await port_open(ports.temporal) and not await port_open(ports.kafka)
     assert not await port_open(ports.prometheus)
