@@ -393,9 +393,7 @@ def render(
         Text("Steps as they happen", style="bold underline"),
         feed if board.feed else Text("(waiting for the first incident)", style="dim"),
         Text("So far   ", style="bold").append(board.so_far()),
-        Text("Rates    ", style="bold").append(
-            rates.line() + "  (gridflow's metrics, since start)", style=""
-        ),
+        Text("Rates    ", style="bold").append(f"{rates.line()}  (since start)"),
         Text(footer, style="dim"),
     )
 
