@@ -45,5 +45,6 @@ class LogSink:
                 category=batch.category,
                 priority=batch.priority.value,
                 district_id=batch.district_id,
+                street_id=batch.street_id,
                 **{RENAMED_STEP_FIELDS.get(name, name): value for name, value in fields.items()},
             )

@@ -131,6 +131,7 @@ class IncidentWorkflow:
                     category=state.category,
                     priority=state.priority,
                     district_id=state.district_id,
+                    street_id=state.street_id,
                     rule_name=state.rule.rule.name if state.rule else None,
                     rules_version=state.rule.rules_version if state.rule else None,
                     levels=state.rule.rule.levels if state.rule else [],

@@ -19,6 +19,7 @@ def batch(*steps: Step, incident_id: str = "inc-7") -> StepBatch:
         category="street_lamp",
         priority=Priority.HIGH,
         district_id="d-huangpu",
+        street_id="s-nanjing-east",
         rule_name="street-lamps-high",
         rules_version="sha256:0f3a",
         steps=list(steps),
@@ -138,6 +139,7 @@ def test_data_is_the_step_with_its_incident_context() -> None:
         "category": "street_lamp",
         "priority": "high",
         "district_id": "d-huangpu",
+        "street_id": "s-nanjing-east",
         "rule_name": "street-lamps-high",
         "rules_version": "sha256:0f3a",
     }

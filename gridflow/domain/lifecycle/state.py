@@ -19,6 +19,7 @@ class IncidentState(BaseModel):
     category: str
     priority: Priority
     district_id: str
+    street_id: str | None = None  # None in the state of incidents reported before it was kept
     reported_at: datetime
     rule: RuleSnapshot | None = None
     level: str | None = None
@@ -153,6 +154,7 @@ class IncidentContext(BaseModel):
     category: str
     priority: Priority
     district_id: str
+    street_id: str | None = None  # the street (town) the incident is in: reports rank streets
     rule_name: str | None
     rules_version: str | None
 

@@ -45,6 +45,7 @@ def report(incident: Incident, now: datetime) -> tuple[IncidentState, list[Step]
         category=incident.category,
         priority=incident.priority,
         district_id=incident.location.district_id,
+        street_id=incident.location.street_id,
         reported_at=incident.reported_at,
     )
     return state, [_record(state, now, StepKind.REPORTED, event_at=incident.reported_at)]
