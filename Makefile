@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 
 help:
 	@echo "make test       lint, type-check and run the tests (what CI runs)"
-	@echo "make deps       system packages the tests need: Debian's prometheus (promtool, prometheus)"
+	@echo "make deps       system packages the tests need: Debian's prometheus, postgresql and chromium"
 	@echo "make bench      the benchmark suite (bench/results.json); make bench-quick for a smoke run"
 	@echo "make lint       ruff check, ruff format --check, mypy, import contracts (lint-imports)"
 	@echo "make run        the dev stack with the demo: Temporal, Kafka (Tansu), the worker"
@@ -25,13 +25,18 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-# The metrics tests judge the rules with a real Prometheus: Debian's package gives it and promtool.
+# Debian packages the tests use: prometheus (promtool, prometheus) judges the metrics rules, postgresql
+# runs the archive's database, chromium opens the HTML report. Installed only when missing.
 deps:
-	@if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then \
+	@missing=""; \
+	{ command -v promtool && command -v prometheus; } >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	{ ls /usr/lib/postgresql/*/bin/initdb || command -v initdb; } >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		echo "installing Debian's prometheus package (promtool, prometheus)"; \
+		echo "installing Debian's packages:$$missing"; \
 		$$SUDO apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
 lint: $(STAMP)

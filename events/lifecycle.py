@@ -13,12 +13,12 @@ from pydantic import ConfigDict
 
 from events.cloudevents import ExtensionValue, KafkaMessage, format_time, structured_message
 from events.contract import TYPE_PREFIX
-from gridflow.domain.lifecycle import IncidentContext, Step, StepBatch, StepKind
+from gridflow.domain.lifecycle import IncidentContext, IncidentStep, Step, StepBatch, StepKind
 
 LIFECYCLE_SOURCE: Final = "gridflow/incident-workflow"
 
 
-class StepEventData(Step, IncidentContext):
+class StepEventData(IncidentStep):
     """The data of an outbound lifecycle event: the step, and the incident's low-cardinality context."""
 
     # Every field is always present on the wire (null when unset), so the schema lists them all as required.

@@ -1,8 +1,9 @@
 """gridflow's settings: `GRIDFLOW_*` environment variables (flags override them), on pydantic-settings.
 
 Each variable is defined once, with its type, default and meaning, in the layer that uses it: the Kafka
-side's in events.settings, the rest here. The README's settings table is `settings_table()` (a test
-holds them equal), and the CLI's flags take their help from the same fields (`add_setting_flag`).
+side's in events.settings, the archive's in gridflow.archive.settings, the rest here. The README's
+settings table is `settings_table()` (a test holds them equal), and the CLI's flags take their help
+from the same fields (`add_setting_flag`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from events.settings import BridgeSettings
+from gridflow.archive.settings import ArchiveSettings
 
 ENV_PREFIX = "GRIDFLOW_"
 # What a bad value of each kind reads as, after the variable's name.
@@ -29,7 +31,7 @@ class SettingsError(ValueError):
     """A malformed setting; the message names the variable."""
 
 
-class Settings(BridgeSettings, BaseSettings):
+class Settings(BridgeSettings, ArchiveSettings, BaseSettings):
     """Every setting of a gridflow process. `Settings.from_env()` (or `Settings()`) reads the
     environment; keyword arguments win over it. Secrets are `SecretStr`: never in a repr or a log."""
 
@@ -69,6 +71,11 @@ class Settings(BridgeSettings, BaseSettings):
         None, description="console or json (unset: console on a terminal, else json)"
     )
     log_level: str = Field("info", description="debug, info, warning, error or critical")
+    # Reports
+    report_weights: str = Field(
+        "response=30,resolution=35,satisfaction=35",
+        description="the ranking score's weights over the rates, `rate=weight,...`",
+    )
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:

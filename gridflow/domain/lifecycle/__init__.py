@@ -22,7 +22,13 @@ from gridflow.domain.lifecycle.commands import (
     Resume,
     Withdraw,
 )
-from gridflow.domain.lifecycle.state import IncidentContext, IncidentState, IncidentSummary, StepBatch
+from gridflow.domain.lifecycle.state import (
+    IncidentContext,
+    IncidentState,
+    IncidentStep,
+    IncidentSummary,
+    StepBatch,
+)
 from gridflow.domain.lifecycle.timeline import Step, StepKind
 from gridflow.domain.lifecycle.transitions import Refused, apply, fire_due, next_due, report, start
 
@@ -34,6 +40,7 @@ __all__ = [
     "Feedback",
     "IncidentContext",
     "IncidentState",
+    "IncidentStep",
     "IncidentSummary",
     "LifecycleCommand",
     "Pause",

@@ -159,6 +159,10 @@ class IncidentContext(BaseModel):
     rules_version: str | None
 
 
+class IncidentStep(Step, IncidentContext):
+    """One step with its incident's context: what a lifecycle event carries and the archive keeps."""
+
+
 class StepBatch(IncidentContext):
     """Steps to publish, with their incident's context."""
 
