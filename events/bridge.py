@@ -88,7 +88,7 @@ class UnreadableRecord:
         )
 
 
-def _step_over_unreadable(consumer: KafkaConsumer, error: Exception) -> UnreadableRecord:
+def step_over_unreadable(consumer: KafkaConsumer, error: Exception) -> UnreadableRecord:
     """Find the partition whose next record kafka-python failed to decode, and seek past that record.
 
     kafka-python keeps the failing partition's records in line and raises again on every poll; it
@@ -145,7 +145,8 @@ class Bridge:
     ) -> None:
         self._settings = settings
         self._client = client
-        self.readiness: ReadinessFlag = readiness or _Unwatched()
+        # Not `readiness or ...`: a readiness flag that is not yet set is falsy, and must still be kept.
+        self.readiness: ReadinessFlag = readiness if readiness is not None else _Unwatched()
         self.metrics = metrics if metrics is not None else BridgeMetrics(CollectorRegistry())
         # kafka-python's consumer is not thread-safe: every call to it runs on this one thread.
         self._kafka_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gridflow-consumer")
@@ -186,7 +187,7 @@ class Bridge:
                 except CorruptRecordError as exc:
                     # kafka-python cannot decode a record (a header name that is not UTF-8): step
                     # over it and leave a dead letter that says where it is.
-                    unreadable = await self._on_kafka(_step_over_unreadable, consumer, exc)
+                    unreadable = await self._on_kafka(step_over_unreadable, consumer, exc)
                     batches = {TopicPartition(unreadable.topic, unreadable.partition): [unreadable]}
                 for partition, records in batches.items():
                     for record in records:

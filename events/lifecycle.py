@@ -7,12 +7,23 @@ the incident id. Its id is `<incident_id>:<seq>`, so an activity that is retried
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
-from pydantic import ConfigDict
+from pydantic import ConfigDict, ValidationError
 
-from events.cloudevents import ExtensionValue, KafkaMessage, format_time, structured_message
+from events.cloudevents import (
+    CONTENT_TYPE_HEADER,
+    SPECVERSION,
+    STRUCTURED_CONTENT_TYPE,
+    ExtensionValue,
+    KafkaMessage,
+    format_time,
+    load_json,
+    structured_message,
+)
 from events.contract import TYPE_PREFIX
+from events.errors import ErrorType, EventRejected, clip
 from gridflow.domain.lifecycle import IncidentContext, IncidentStep, Step, StepBatch, StepKind
 
 LIFECYCLE_SOURCE: Final = "gridflow/incident-workflow"
@@ -41,6 +52,62 @@ def step_event_data(batch: StepBatch, step: Step) -> StepEventData:
     return StepEventData(**step.model_dump(), **context.model_dump())
 
 
+#: The step kind of each lifecycle event type: `gridflow.incident.<kind>.v1`.
+_KINDS: Final = {step_event_type(kind): kind for kind in StepKind}
+
+
+def read_step_event(
+    key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes | None]], max_bytes: int
+) -> StepEventData:
+    """A lifecycle event's data, from a record of the events topic (structured mode, as gridflow
+    publishes it). Raises EventRejected with the reason; its message names no content (the data may
+    hold a person's words)."""
+    if value is not None and len(value) > max_bytes:
+        raise EventRejected(ErrorType.OVERSIZED, f"value is {len(value)} bytes, more than {max_bytes}")
+    content_type = next(
+        (bytes(v or b"").decode("utf-8", "replace") for n, v in headers if n.lower() == CONTENT_TYPE_HEADER),
+        "",
+    )
+    if not content_type.lower().startswith(STRUCTURED_CONTENT_TYPE):
+        raise EventRejected(
+            ErrorType.MISSING_ATTRIBUTE,
+            f"not a structured-mode CloudEvent (no 'content-type: {STRUCTURED_CONTENT_TYPE}' header)",
+        )
+    if not value:
+        raise EventRejected(ErrorType.MALFORMED, "the record has no value")
+    envelope = load_json(value, "value")
+    if not isinstance(envelope, dict):
+        raise EventRejected(ErrorType.MALFORMED, "the envelope is not a JSON object")
+    if envelope.get("specversion") != SPECVERSION:
+        raise EventRejected(ErrorType.UNSUPPORTED_SPECVERSION, f"specversion is not {SPECVERSION!r}")
+    event_type, event_id, data = envelope.get("type"), envelope.get("id"), envelope.get("data")
+    if not isinstance(event_type, str) or not isinstance(event_id, str):
+        raise EventRejected(
+            ErrorType.MISSING_ATTRIBUTE, "attribute 'type' or 'id' is missing or not a string"
+        )
+    kind = _KINDS.get(event_type)
+    if kind is None:
+        raise EventRejected(ErrorType.UNKNOWN_TYPE, f"type {clip(event_type, 100)!r} is not a lifecycle step")
+    if not isinstance(data, dict):
+        raise EventRejected(ErrorType.MALFORMED, "the data is not a JSON object")
+    try:
+        step = StepEventData.model_validate(data)
+    except ValidationError as exc:
+        # Field names and what was wrong with them; pydantic's own text would quote the values.
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'data'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise EventRejected(ErrorType.INVALID_DATA, clip(problems, 500)) from None
+    if step.kind is not kind:
+        raise EventRejected(ErrorType.INVALID_DATA, f"a {kind.value} event carries a {step.kind.value} step")
+    if event_id != step_event_id(step.incident_id, step.seq):
+        raise EventRejected(ErrorType.INVALID_ATTRIBUTE, "the id is not `<incident_id>:<seq>` of its data")
+    if key is not None and key != step.incident_id.encode("utf-8"):
+        raise EventRejected(ErrorType.KEY_MISMATCH, "the Kafka key is not the data's incident_id")
+    return step
+
+
 def step_events(batch: StepBatch) -> list[KafkaMessage]:
     """One structured-mode message (key, value, headers) per step of the batch, in order."""
     messages: list[KafkaMessage] = []
@@ -60,6 +127,7 @@ def step_events(batch: StepBatch) -> list[KafkaMessage]:
 __all__ = [
     "LIFECYCLE_SOURCE",
     "StepEventData",
+    "read_step_event",
     "step_event_data",
     "step_event_id",
     "step_event_type",

@@ -2,8 +2,9 @@
 
 `DevStack` starts the two servers as child processes (their output in log files under the state
 directory), then runs gridflow's own parts in this process as named async components that share the
-signature `run(settings, stop)`: the worker first, then any added components (the Kafka bridge), then
-the optional demo. Stopping goes the other way: demo, components, worker, then the servers.
+signature `run(settings, stop)`: the worker first, then the Kafka bridge, the archiver (on a SQLite file
+in the state directory), any added components, then the optional demo. Stopping goes the other way:
+demo, components, archiver, bridge, worker, then the servers.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from events.cloudevents import encode_structured, make_event
 from events.contract import ACCEPTED, ESCALATION_REQUESTED, FEEDBACK, REPORTED, RESOLVED
 from events.kafka import ensure_topics, make_producer
 from events.metrics import BridgeMetrics
+from gridflow.app.archiver import ArchiverMetrics, run_archiver
 from gridflow.app.binaries import find_binary
 from gridflow.app.broker import tansu_command
 from gridflow.app.compose import build_bridge, build_worker, process_registry, step_sinks
@@ -63,6 +65,7 @@ log = structlog.get_logger(__name__)
 Component = Callable[[Settings, asyncio.Event], Awaitable[None]]
 
 HOST = "127.0.0.1"
+ARCHIVE_FILE = "archive.db"
 TAIL_LINES = 20
 
 T = TypeVar("T")
@@ -133,6 +136,7 @@ class DevStack:
     _lifecycle: LifecycleMetrics = field(init=False)
     _open_incidents: OpenIncidentsGauge = field(init=False)
     _bridge_metrics: BridgeMetrics = field(init=False)
+    _archiver_metrics: ArchiverMetrics = field(init=False)
 
     def __post_init__(self) -> None:
         # Everything in-process talks to this stack's own servers, in plain text, whatever the
@@ -153,6 +157,9 @@ class DevStack:
                 metrics_port=self.metrics_port,
                 kafka_session_timeout_ms=6000,  # a group join takes about a third of it
                 sdk_metrics_port=0,
+                # The archive is a SQLite file beside Temporal's state, whatever production's database is.
+                archive_url=f"sqlite:///{self.state_dir / ARCHIVE_FILE}",
+                archive_password=None,
             )
         )
         if self.rules is None:
@@ -160,6 +167,7 @@ class DevStack:
         self._lifecycle = LifecycleMetrics(self.registry)
         self._open_incidents = OpenIncidentsGauge(self.registry)
         self._bridge_metrics = BridgeMetrics(self.registry)
+        self._archiver_metrics = ArchiverMetrics(self.registry)
 
     # ------------------------------------------------------------------ addresses
 
@@ -200,7 +208,8 @@ class DevStack:
         rules = self.rules.current() if self.rules else None
         source = str(self.rules.path) if self.rules and self.rules.path else "built-in"
         logs = ", ".join(str(child.log_path) for child in self._children)
-        parts = ["worker", "bridge", *(c.name for c in self.components), *(["demo"] if self.demo else [])]
+        parts = ["worker", "bridge", "archiver", *(c.name for c in self.components)]
+        parts += ["demo"] if self.demo else []
         lines = [
             "gridflow dev stack is running",
             f"  Temporal UI       {self.ui_url}",
@@ -212,6 +221,7 @@ class DevStack:
             f"  Kafka topics      {self.settings.incidents_topic} (in), {self.settings.events_topic} (out), "
             f"{self.settings.dlq_topic} (dead letters)",
             f"  Rules             {source}" + (f", version {rules.version}" if rules else ""),
+            f"  Archive           {self.archive_url}  ({self._report_hint()})",
             f"  Running           {', '.join(parts)}",
             f"  Server logs       {logs}",
             *([f"  Log               {self.log_file}  (every line, JSON)"] if self.log_file else []),
@@ -220,6 +230,17 @@ class DevStack:
             "  Stop              Ctrl-C (or SIGTERM)",
         ]
         return "\n".join(lines)
+
+    @property
+    def archive_url(self) -> str:
+        """The archive's database: a SQLite file in the state directory."""
+        return self.settings.archive_url
+
+    def _report_hint(self) -> str:
+        """How to read the archive: `gridflow report`, on this file unless it is the default one."""
+        hint = "gridflow report --month YYYY-MM"
+        default = Settings.model_fields["archive_url"].get_default()
+        return hint if self.archive_url == default else f"{hint} --archive-url {self.archive_url}"
 
     def _prometheus_line(self) -> str:
         if any(child.name == "prometheus" for child in self._children):
@@ -261,6 +282,7 @@ class DevStack:
             self._metrics.__enter__()
             self._launch("worker", self._run_worker, self.stop_timeout)
             self._launch("bridge", self._run_bridge, self.stop_timeout)
+            self._launch("archiver", self._run_archiver, self.stop_timeout)
             self._launch("open-incidents", self._count_open_incidents, 0.0)
             for component in self.components:
                 self._launch(component.name, component.run, self.stop_timeout)
@@ -489,6 +511,10 @@ class DevStack:
 
     async def _run_bridge(self, settings: Settings, stop: asyncio.Event) -> None:
         await build_bridge(settings, self.client, self._bridge_metrics).run(stop)
+
+    async def _run_archiver(self, settings: Settings, stop: asyncio.Event) -> None:
+        # In-process: its metrics in the stack's registry, served on the stack's endpoint.
+        await run_archiver(settings, stop, metrics=self._archiver_metrics)
 
     async def _count_open_incidents(self, settings: Settings, stop: asyncio.Event) -> None:
         assert self.rules is not None

@@ -79,14 +79,17 @@ def configure_logging(
     *,
     stream: TextIO | _Stderr | None = None,
     stream_level: str | None = None,
+    libraries_on_stream: str | None = None,
     file: Path | None = None,
 ) -> str:
     """Set up structlog and stdlib logging to write `format` lines at `level` and above to `stream`.
 
     `format` is `console`, `json`, or None to choose by whether the stream is a terminal. Timestamps are
     ISO 8601 in UTC. `stream_level` raises the stream's threshold above `level` (a live view keeps the
-    terminal for itself and only problems); `file`, when given, gets every line at `level` as JSON
-    (started afresh). Calling it again replaces the previous set-up. Returns the stream's format.
+    terminal for itself and only problems), and `libraries_on_stream` the libraries' threshold on the
+    stream (a live view shows their errors, not their passing warnings); `file`, when given, gets every
+    line at `level` as JSON (started afresh). Calling it again replaces the previous set-up. Returns
+    the stream's format.
     """
     stream = stream if stream is not None else _Stderr()
     chosen = resolve_format(format, stream)
@@ -116,6 +119,8 @@ def configure_logging(
 
     stream_handler = logging.StreamHandler(stream)
     stream_handler.setLevel(max(threshold, _level_number(stream_level or level)))
+    if libraries_on_stream is not None:
+        stream_handler.addFilter(_LibrariesAtLeast(_level_number(libraries_on_stream)))
     handlers: list[logging.Handler] = [stream_handler]
     stream_handler.setFormatter(_formatter(shared, chosen, stream))
     if file is not None:
@@ -134,6 +139,19 @@ def configure_logging(
     _quiet_libraries(threshold)
     _workflow_ids_as_fields()
     return chosen
+
+
+class _LibrariesAtLeast(logging.Filter):
+    """Lets the quiet libraries' records through only at `threshold` and above; all others pass."""
+
+    def __init__(self, threshold: int) -> None:
+        super().__init__()
+        self.threshold = threshold
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        library = any(record.name == name or record.name.startswith(f"{name}.") for name in QUIET_LIBRARIES)
+        ours = any(record.name.startswith(name) for name in _SDK_LOGGERS_OF_OURS)
+        return not library or ours or record.levelno >= self.threshold
 
 
 def _formatter(shared: list[Processor], format: str, stream: TextIO | _Stderr | None) -> logging.Formatter:

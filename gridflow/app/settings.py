@@ -70,7 +70,10 @@ class Settings(BridgeSettings, ArchiveSettings, BaseSettings):
     log_format: str | None = Field(
         None, description="console or json (unset: console on a terminal, else json)"
     )
-    log_level: str = Field("info", description="debug, info, warning, error or critical")
+    log_level: str = Field(
+        "info",
+        description="debug, info, warning, error or critical (one-shot commands: warning unless set)",
+    )
     # Reports
     report_weights: str = Field(
         "response=30,resolution=35,satisfaction=35",

@@ -8,6 +8,9 @@ The definitions are those of the Prometheus recording rules (deploy/prometheus/r
 - on-time rate: resolutions within the resolve limit / all resolutions;
 - escalation rate: closures escalated at least once / all closures;
 - time to resolve: from report to (last) resolution, p50 and p90.
+
+`add(state)` counts a whole incident (simulations); `add_step(step)` one step, so that a report over a
+period counts the steps in it as Prometheus counts their increase (gridflow.domain.report).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from datetime import timedelta
 from typing import Any
 
 from gridflow.domain.incident import Outcome, Rating
-from gridflow.domain.lifecycle import ClockKind, IncidentState, StepKind
+from gridflow.domain.lifecycle import ClockKind, IncidentState, Step, StepKind
 
 
 def _ratio(numerator: int, denominator: int) -> float | None:
@@ -38,13 +41,15 @@ def _quantile(values: list[float], q: float) -> float | None:
 
 @dataclass
 class RateReport:
-    """Counts and rates over a set of incidents."""
+    """Counts and rates over a set of incidents (`add`), or of the steps of a period (`add_step`)."""
 
     incidents: int = 0
     closed: int = 0
     open: int = 0
+    dispatches: int = 0
     accepted_in_time: int = 0
     accept_breaches: int = 0
+    sla_breaches: int = 0  # every clock that ran out, accept or resolve
     resolutions: int = 0
     resolutions_in_time: int = 0
     ratings: int = 0
@@ -96,40 +101,61 @@ class RateReport:
         value = _quantile(self.resolve_seconds, q)
         return None if value is None else timedelta(seconds=value)
 
+    def add_step(self, step: Step) -> None:
+        """Count one step in, as the Prometheus counters count it: a report is an incident, and a
+        resolution adds its time from the report (as gridflow_time_to_resolve_seconds observes it).
+
+        A report over a period counts each step whose `at` falls in it, like a counter's increase."""
+        if step.kind is StepKind.REPORTED:
+            self.incidents += 1
+        elif step.kind is StepKind.RESOLVED and step.elapsed is not None:
+            self.resolve_seconds.append(step.elapsed.total_seconds())
+        self._count(step)
+
     def add(self, state: IncidentState) -> None:
-        """Count one incident's timeline in."""
+        """Count one incident's timeline in: each step as `add_step` counts it, except that the incident
+        counts once (whatever its timeline holds) and as open while it is, and its time to resolve is its
+        last resolution's, kept only when it closed resolved."""
         self.incidents += 1
         last_resolution: timedelta | None = None
         for step in state.timeline:
-            kind = step.kind
-            if kind is StepKind.ACCEPTED and step.within_limit:
-                self.accepted_in_time += 1
-            elif kind is StepKind.SLA_BREACHED and step.clock is ClockKind.ACCEPT:
-                self.accept_breaches += 1
-            elif kind is StepKind.RESOLVED:
-                self.resolutions += 1
-                self.resolutions_in_time += bool(step.within_limit)
+            self._count(step)
+            if step.kind is StepKind.RESOLVED:
                 last_resolution = step.elapsed
-            elif kind is StepKind.FEEDBACK and step.rating is not None:
-                self.ratings += 1
-                self.satisfied_ratings += step.rating is not Rating.UNSATISFIED
-            elif kind is StepKind.ESCALATED:
-                self.escalations += 1
-            elif kind is StepKind.REOPENED:
-                self.reopens += 1
-            elif kind is StepKind.CLOSED and step.outcome is not None:
-                self.closed += 1
-                outcome: Outcome = step.outcome
-                self.closures_by_outcome[outcome.value] = self.closures_by_outcome.get(outcome.value, 0) + 1
-                self.escalated_closures += bool(step.escalations)
-                if outcome.is_resolved:
-                    self.resolved_closures += 1
-                    level = step.level or ""
-                    self.resolved_closures_by_level[level] = self.resolved_closures_by_level.get(level, 0) + 1
         if state.is_open:
             self.open += 1
         if last_resolution is not None and state.outcome is not None and state.outcome.is_resolved:
             self.resolve_seconds.append(last_resolution.total_seconds())
+
+    def _count(self, step: Step) -> None:
+        """The counts one step adds (all but incidents and times to resolve, which differ by the view)."""
+        kind = step.kind
+        if kind is StepKind.DISPATCHED:
+            self.dispatches += 1
+        elif kind is StepKind.ACCEPTED and step.within_limit:
+            self.accepted_in_time += 1
+        elif kind is StepKind.SLA_BREACHED:
+            self.sla_breaches += 1
+            self.accept_breaches += step.clock is ClockKind.ACCEPT
+        elif kind is StepKind.RESOLVED:
+            self.resolutions += 1
+            self.resolutions_in_time += bool(step.within_limit)
+        elif kind is StepKind.FEEDBACK and step.rating is not None:
+            self.ratings += 1
+            self.satisfied_ratings += step.rating is not Rating.UNSATISFIED
+        elif kind is StepKind.ESCALATED:
+            self.escalations += 1
+        elif kind is StepKind.REOPENED:
+            self.reopens += 1
+        elif kind is StepKind.CLOSED and step.outcome is not None:
+            self.closed += 1
+            outcome: Outcome = step.outcome
+            self.closures_by_outcome[outcome.value] = self.closures_by_outcome.get(outcome.value, 0) + 1
+            self.escalated_closures += bool(step.escalations)
+            if outcome.is_resolved:
+                self.resolved_closures += 1
+                level = step.level or ""
+                self.resolved_closures_by_level[level] = self.resolved_closures_by_level.get(level, 0) + 1
 
     def merge(self, other: RateReport) -> None:
         """Count another report's incidents in (a breakdown scans each timeline once, then merges it

@@ -14,6 +14,7 @@ setuptools come with the dev extra; promtool with Debian's `prometheus` package.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -24,11 +25,16 @@ from typing import Any
 
 import pytest
 import yaml
+from sqlalchemy.engine import make_url
 
 from gridflow.app.settings import Settings, env_name
+from gridflow.archive.store import Archive, ArchiveError
+from tests.postgres import PostgresServer
+from tests.postgres import postgresql_server as postgresql_server  # the fixture
 from workflows import search_attributes
 
 ROOT = Path(__file__).resolve().parents[2]
+ARCHIVE_USER, ARCHIVE_DATABASE = "gridflow_archiver", "gridflow_archive"
 DEPLOY = ROOT / "deploy"
 COMPOSE = DEPLOY / "docker-compose.yml"
 DOCKERFILE = DEPLOY / "Dockerfile"
@@ -36,8 +42,14 @@ DOCKERIGNORE = DEPLOY / "Dockerfile.dockerignore"
 PROMETHEUS_COMPOSE = DEPLOY / "prometheus" / "prometheus-compose.yml"
 PROMETHEUS_DEFAULT = DEPLOY / "prometheus" / "prometheus.yml"
 
-GRIDFLOW_SERVICES = ("worker", "bridge")
-INIT_SERVICES = ("kafka-init", "temporal-init")
+GRIDFLOW_SERVICES = ("worker", "bridge", "archiver")
+INIT_SERVICES = ("kafka-init", "temporal-init", "archive-init")
+#: What each gridflow service waits for: the one-shot services that prepare what it uses.
+READY_FIRST = {
+    "worker": {"kafka-init", "temporal-init"},
+    "bridge": {"kafka-init", "temporal-init"},
+    "archiver": {"kafka-init", "archive-init"},
+}
 # An image reference pinned by version: a tag that starts with a version number (v2.53.1, 3.9.0,
 # 1.27.2-tctl-..., 3.11.13-slim-bookworm), optionally a digest.
 PINNED = re.compile(r"^[a-z0-9][a-z0-9._/-]*:v?\d+\.\d+[\w.-]*(@sha256:[0-9a-f]{64})?$")
@@ -49,7 +61,7 @@ from gridflow.app.cli import build_parser, main
 print(gridflow.__file__)
 assert main(["rules", "check"]) == 0
 helped = []
-for command in ("worker", "bridge", "codec-server"):
+for command in ("worker", "bridge", "archiver", "codec-server"):
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             build_parser().parse_args([command, "--help"])
@@ -172,6 +184,7 @@ def test_one_image_serves_the_worker_the_bridge_and_the_cli(compose: dict[str, A
     assert all((COMPOSE.parent / service["build"]["context"]).resolve() == ROOT for service in gridflow)
     assert services(compose)["worker"]["command"] == ["worker"]
     assert services(compose)["bridge"]["command"] == ["bridge"]
+    assert services(compose)["archiver"]["command"] == ["archiver"]
 
 
 # ------------------------------------------------------------------------------------- settings
@@ -207,6 +220,54 @@ def test_the_worker_and_the_bridge_are_configured_for_containers(compose: dict[s
     assert services(compose)["worker"]["environment"]["GRIDFLOW_METRICS_PORT"] == "9464"
     assert services(compose)["worker"]["environment"]["GRIDFLOW_SDK_METRICS_PORT"] == "9466"
     assert services(compose)["bridge"]["environment"]["GRIDFLOW_METRICS_PORT"] == "9465"
+    assert services(compose)["archiver"]["environment"]["GRIDFLOW_METRICS_PORT"] == "9467"
+
+
+# ------------------------------------------------------------------------------------- the archive
+
+
+def test_the_archiver_writes_to_its_own_postgresql_database(compose: dict[str, Any]) -> None:
+    env = services(compose)["archiver"]["environment"]
+    url = make_url(env["GRIDFLOW_ARCHIVE_URL"])
+    assert (url.drivername, url.host, url.port) == ("postgresql+psycopg", "postgresql", 5432)
+    assert (url.username, url.database) == (ARCHIVE_USER, ARCHIVE_DATABASE)
+    assert url.password is None, "the password comes apart from the URL"
+    assert env["GRIDFLOW_ARCHIVE_PASSWORD"] == "${GRIDFLOW_ARCHIVE_PASSWORD:-archiver}"
+    assert env["GRIDFLOW_ARCHIVER_GROUP"] != env["GRIDFLOW_CONSUMER_GROUP"]
+    init = services(compose)["archive-init"]
+    assert init["image"] == services(compose)["postgresql"]["image"]
+    assert init["environment"]["ARCHIVE_PASSWORD"] == env["GRIDFLOW_ARCHIVE_PASSWORD"]
+    # Not Temporal's database or user.
+    temporal = services(compose)["temporal"]["environment"]
+    assert temporal["POSTGRES_USER"] != ARCHIVE_USER and ARCHIVE_DATABASE != "temporal"
+
+
+def archive_init_script(compose: dict[str, Any]) -> str:
+    """archive-init's script as its shell receives it (compose's `$$` turned into `$`)."""
+    return "\n".join(services(compose)["archive-init"]["command"]).replace("$$", "$")
+
+
+def test_archive_init_makes_the_database_and_user_on_a_real_postgresql_and_can_run_again(
+    compose: dict[str, Any], postgresql: PostgresServer, tmp_path: Path
+) -> None:
+    script = tmp_path / "archive-init.sh"
+    script.write_text(archive_init_script(compose), encoding="utf-8")
+    base = {
+        **os.environ,
+        "PGHOST": postgresql.host,
+        "PGPORT": str(postgresql.port),
+        "PGUSER": postgresql.user,
+        "PGPASSWORD": postgresql.password,
+        "PGDATABASE": "postgres",
+    }
+    url = f"postgresql+psycopg://{ARCHIVE_USER}@{postgresql.host}:{postgresql.port}/{ARCHIVE_DATABASE}"
+    for password in ("first-password", "second-password"):  # a second start, with a changed password
+        done = run(["bash", str(script)], env={**base, "ARCHIVE_PASSWORD": password})
+        assert done.returncode == 0, done.stdout + done.stderr
+        with Archive.open(url, password) as archive:  # the archiver's user creates its tables
+            assert archive.schema_version() is not None
+    with pytest.raises(ArchiveError, match="password authentication failed"):
+        Archive.open(url, "first-password")
 
 
 # ------------------------------------------------------------------------------- scale and order
@@ -237,7 +298,7 @@ def test_every_dependency_has_a_condition_that_holds_on_a_first_start(compose: d
                 assert condition == "service_completed_successfully", (name, target, condition)
                 assert target in INIT_SERVICES
     for name in GRIDFLOW_SERVICES:
-        assert set(all_services[name]["depends_on"]) == set(INIT_SERVICES)
+        assert set(all_services[name]["depends_on"]) == READY_FIRST[name]
     for name in INIT_SERVICES:
         assert all_services[name]["restart"] == "no"
     # The long-running servers check their own health.
@@ -275,7 +336,7 @@ def test_compose_escapes_shell_variables_in_scripts(compose: dict[str, Any]) -> 
 
 
 def test_the_init_scripts_are_valid_shell(compose: dict[str, Any], tmp_path: Path) -> None:
-    shells = {"kafka-init": "bash", "temporal-init": "sh"}
+    shells = {"kafka-init": "bash", "temporal-init": "sh", "archive-init": "bash"}
     for name, shell in shells.items():
         service = services(compose)[name]
         assert service["entrypoint"] == [f"/bin/{shell}", "-c"]
@@ -338,11 +399,12 @@ def test_prometheus_scrapes_every_scaled_container_under_the_rules_job_names(com
     default = yaml.safe_load(PROMETHEUS_DEFAULT.read_text(encoding="utf-8"))
     assert config["rule_files"] == default["rule_files"]
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    assert {"gridflow-worker", "gridflow-bridge"} <= set(jobs)
+    assert {"gridflow-worker", "gridflow-bridge", "gridflow-archiver"} <= set(jobs)
     # DNS discovery of the compose service's name: every replica, whatever --scale says.
     expected = {
         "gridflow-worker": ("worker", {9464, 9466}),
         "gridflow-bridge": ("bridge", {9465}),
+        "gridflow-archiver": ("archiver", {9467}),
     }
     for job_name, (service, ports) in expected.items():
         discovered = jobs[job_name]["dns_sd_configs"]
@@ -452,4 +514,4 @@ def test_the_packages_the_image_installs_run_the_cli_without_the_servers_extra(t
     assert probe.returncode == 0, probe.stdout + probe.stderr
     assert probe.stdout.splitlines()[0].startswith(str(site))
     assert "built-in rules: valid" in probe.stdout
-    assert probe.stdout.splitlines()[-1] == "help: worker bridge codec-server"
+    assert probe.stdout.splitlines()[-1] == "help: worker bridge archiver codec-server"

@@ -24,6 +24,7 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import kubernetes_validate.utils  # type: ignore[import-untyped]
 import pytest
 import yaml
+from sqlalchemy.engine import make_url
 
 from gridflow.app.settings import Settings, env_name
 from gridflow.domain.rules import load_rule_set
@@ -41,14 +42,26 @@ EXPECTED_KINDS = Counter(
         "Namespace": 1,
         "ServiceAccount": 1,
         "ConfigMap": 2,
-        "Secret": 3,
-        "Deployment": 2,
-        "Service": 2,
+        "Secret": 4,
+        "Deployment": 3,
+        "Service": 3,
         "HorizontalPodAutoscaler": 1,
-        "PodDisruptionBudget": 2,
+        "PodDisruptionBudget": 3,
     }
 )
 SETTINGS = {env_name(name) for name in Settings.model_fields}
+# The worker and the bridge are probed on their metrics; the archiver's readiness is its own /readyz
+# (in its group, the database writable), its liveness the endpoint answering.
+PROBES = ("readinessProbe", "livenessProbe", "startupProbe")
+PROBE_PATHS = {
+    "gridflow-worker": dict.fromkeys(PROBES, "/metrics"),
+    "gridflow-bridge": dict.fromkeys(PROBES, "/metrics"),
+    "gridflow-archiver": {
+        "readinessProbe": "/readyz",
+        "livenessProbe": "/healthz",
+        "startupProbe": "/healthz",
+    },
+}
 
 
 def load_documents(path: Path) -> list[Manifest]:
@@ -235,7 +248,7 @@ def test_kubectl_kustomize_renders_the_same_objects(rendered: list[Manifest], tm
     )
     assert with_monitors.returncode == 0, with_monitors.stderr
     kinds = Counter(document["kind"] for document in yaml.safe_load_all(with_monitors.stdout) if document)
-    assert kinds == EXPECTED_KINDS + Counter({"ServiceMonitor": 2})
+    assert kinds == EXPECTED_KINDS + Counter({"ServiceMonitor": 3})
 
 
 # ---------------------------------------------------------------------------------- Deployments
@@ -243,7 +256,7 @@ def test_kubectl_kustomize_renders_the_same_objects(rendered: list[Manifest], tm
 
 def test_deployments_have_probes_resources_and_run_as_non_root(rendered: list[Manifest]) -> None:
     deployments = of_kind(rendered, "Deployment")
-    assert set(deployments) == {"gridflow-worker", "gridflow-bridge"}
+    assert set(deployments) == {"gridflow-worker", "gridflow-bridge", "gridflow-archiver"}
     image_user = re.findall(r"^USER (\d+)", DOCKERFILE.read_text(encoding="utf-8"), re.MULTILINE)[-1]
     for name, deployment in deployments.items():
         pod = deployment["spec"]["template"]["spec"]
@@ -253,9 +266,9 @@ def test_deployments_have_probes_resources_and_run_as_non_root(rendered: list[Ma
         assert pod["terminationGracePeriodSeconds"] > 30  # the bridge drains for up to 30 s
         for container in pod["containers"]:
             ports = {port["name"]: port["containerPort"] for port in container["ports"]}
-            for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+            for probe in PROBES:
                 check = container[probe]["httpGet"]
-                assert check["path"] == "/metrics" and check["port"] in ports, (name, probe)
+                assert check["path"] == PROBE_PATHS[name][probe] and check["port"] in ports, (name, probe)
             assert {"cpu", "memory"} <= set(container["resources"]["requests"]), name
             assert "memory" in container["resources"]["limits"], name
             context = container["securityContext"]
@@ -272,6 +285,7 @@ def test_deployments_have_probes_resources_and_run_as_non_root(rendered: list[Ma
             )
     assert containers(deployments["gridflow-worker"])[0]["args"] == ["worker"]
     assert containers(deployments["gridflow-bridge"])[0]["args"] == ["bridge"]
+    assert containers(deployments["gridflow-archiver"])[0]["args"] == ["archiver"]
 
 
 def test_every_configmap_and_secret_a_deployment_reads_exists_with_its_keys(rendered: list[Manifest]) -> None:
@@ -311,6 +325,22 @@ def test_the_settings_configmap_holds_only_settings_and_its_files_are_mounted(
         assert path in mounted_files(worker, rendered), f"{name}={path} is not mounted in the worker"
         if name != "GRIDFLOW_RULES_FILE":  # the bridge loads no rules
             assert path in mounted_files(bridge, rendered), f"{name}={path} is not mounted in the bridge"
+
+
+def test_the_archiver_reads_postgresql_with_tls_its_password_from_a_secret(rendered: list[Manifest]) -> None:
+    settings = of_kind(rendered, "ConfigMap")["gridflow-settings"]["data"]
+    url = make_url(settings["GRIDFLOW_ARCHIVE_URL"])
+    assert url.drivername == "postgresql+psycopg" and url.password is None
+    assert url.query["sslmode"] == "verify-full"
+    archiver = of_kind(rendered, "Deployment")["gridflow-archiver"]
+    assert url.query["sslrootcert"] in mounted_files(archiver, rendered), "the server's CA is not mounted"
+    env = {variable["name"]: variable for variable in containers(archiver)[0]["env"]}
+    password = env["GRIDFLOW_ARCHIVE_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert (password["name"], password["key"]) == ("gridflow-archive", "password")
+    assert "GRIDFLOW_ARCHIVE_PASSWORD" not in settings
+    assert settings["GRIDFLOW_ARCHIVER_GROUP"] != settings["GRIDFLOW_CONSUMER_GROUP"]
+    # Its replicas share the events topic's partitions: more would sit idle.
+    assert 1 <= archiver["spec"]["replicas"] <= int(settings["GRIDFLOW_TOPIC_PARTITIONS"])
 
 
 def test_the_rules_configmap_is_a_valid_rules_file() -> None:
@@ -398,6 +428,8 @@ def test_servicemonitors_give_the_job_and_endpoint_labels_the_rules_use(rendered
         assert service["metadata"]["name"] == name
         ports = {port["port"] for port in monitor["spec"]["endpoints"]}
         assert ports <= {port["name"] for port in service["spec"]["ports"]}
+        if name not in jobs:
+            continue
         endpoints = {group.get("labels", {}).get("endpoint") for group in jobs[name]["static_configs"]}
         if endpoints != {None}:
             assert ports == endpoints, name

@@ -35,7 +35,7 @@ RULES_TEST = Path(__file__).with_name("rules_test.yml")
 GRAFANA_DIR = ROOT / "deploy" / "grafana"
 DASHBOARD = GRAFANA_DIR / "dashboards" / "gridflow.json"
 
-JOBS = ("gridflow-worker", "gridflow-bridge")
+JOBS = ("gridflow-worker", "gridflow-bridge", "gridflow-archiver")
 # Values for Grafana's built-in variables when a dashboard query is sent to Prometheus directly.
 GRAFANA_BUILTINS = {"__rate_interval": "1m", "__interval": "15s", "__range": "1d"}
 # Metrics from outside gridflow's code: Prometheus itself and the Temporal SDK's worker metrics.

@@ -5,8 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from events.cloudevents import load_json, parse_time
-from events.lifecycle import LIFECYCLE_SOURCE, StepEventData, step_event_id, step_event_type, step_events
+from events.errors import ErrorType, EventRejected
+from events.lifecycle import (
+    LIFECYCLE_SOURCE,
+    StepEventData,
+    read_step_event,
+    step_event_id,
+    step_event_type,
+    step_events,
+)
 from gridflow.domain.incident import Outcome, Priority, Status
 from gridflow.domain.lifecycle import ClockKind, Step, StepBatch, StepKind
 
@@ -159,3 +169,16 @@ def test_the_report_itself_is_not_published() -> None:
 
 def test_an_empty_batch_publishes_nothing() -> None:
     assert step_events(batch()) == []
+
+
+def test_a_published_lifecycle_event_reads_back_as_its_step_and_a_wrong_one_says_why() -> None:
+    for key, value, headers in step_events(batch(*STEPS)):
+        step = read_step_event(key, value, headers, 1 << 20)
+        assert step.incident_id == "inc-7" and step == StepEventData(**step.model_dump())
+    key, value, headers = step_events(batch(STEPS[1]))[0]
+    with pytest.raises(EventRejected) as wrong_key:
+        read_step_event(b"inc-8", value, headers, 1 << 20)
+    assert wrong_key.value.error_type is ErrorType.KEY_MISMATCH
+    with pytest.raises(EventRejected) as too_big:
+        read_step_event(key, value, headers, 10)
+    assert too_big.value.error_type is ErrorType.OVERSIZED

@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
-from gridflow.app.cli import codec, events, incidents, processes, rules, simulation
+from gridflow.app.cli import archive, codec, events, incidents, processes, report, rules, simulation
 from gridflow.app.cli.shared import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -50,7 +50,9 @@ _COMMANDS: list[Callable[[Any], None]] = [
     incidents.add_incident,
     simulation.add_simulate,
     simulation.add_generate_stream,
+    report.add_report,
     processes.add_bridge,
+    archive.add_archiver,
     events.add_publish,
     events.add_dlq,
     codec.add_codec,

@@ -9,7 +9,7 @@ from gridflow.app.cli.shared import EXIT_OK, add_command, add_group, fail
 from gridflow.app.codec import Keyring, generate_key
 from gridflow.app.codec_server import DEFAULT_CORS_ORIGIN, serve_codec
 from gridflow.app.compose import stop_on_signals
-from gridflow.app.settings import Settings, revealed
+from gridflow.app.settings import Settings, env_name, revealed
 
 
 def keygen(args: argparse.Namespace, settings: Settings) -> int:
@@ -22,7 +22,10 @@ async def codec_server(args: argparse.Namespace, settings: Settings) -> int:
     """`gridflow codec-server`: decrypt payloads for the Temporal Web UI and CLI."""
     keys = revealed(settings.codec_keys)
     if not keys:
-        fail("GRIDFLOW_CODEC_KEYS is not set: the codec server needs the keys")
+        fail(
+            f"{env_name('codec_keys')} is not set: the codec server needs the keys "
+            "(make one with `gridflow codec keygen --id k1`)"
+        )
     await serve_codec(
         Keyring.parse(keys),
         args.host,
@@ -44,6 +47,7 @@ def add_codec(commands: Any) -> None:
         "print a new key entry",
         "Print a new id:base64key entry for GRIDFLOW_CODEC_KEYS. Put it first to make it current; keep\n"
         "the old keys after it so existing histories stay readable.",
+        one_shot=True,
     ).add_argument("--id", required=True, help="the key id (e.g. k2026a)")
 
 

@@ -13,7 +13,7 @@ from events.dead_letters import DeadLetterRecord, read_dead_letters, replay_dead
 from events.kafka import make_producer
 from events.schema import export_schemas
 from gridflow.app.cli.inputs import Document, InputError, read_documents
-from gridflow.app.cli.shared import EXIT_OK, add_command, add_group
+from gridflow.app.cli.shared import EXIT_OK, KAFKA, add_command, add_group, kafka_errors, reach_kafka
 from gridflow.app.settings import Settings
 
 INCIDENT_EVENT_PREFIX = "gridflow.incident."
@@ -44,20 +44,23 @@ def publish(args: argparse.Namespace, settings: Settings) -> int:
         except EventRejected as rejected:
             # Nothing is sent unless every event is good: a half-published file is hard to resume.
             raise InputError(f"{document.where}: {rejected.error_type}: {rejected.message}") from None
-    producer = make_producer(settings)
-    try:
-        encode = encode_binary if args.binary else encode_structured
-        futures = []
-        for event in events:
-            key, value, headers = encode(event)
-            futures.append(producer.send(settings.incidents_topic, key=key, value=value, headers=headers))
-        for event, future in zip(events, futures, strict=True):
-            metadata = future.get(30)
-            print(
-                f"{event.type} {event.incident_id} -> {metadata.topic}/{metadata.partition}@{metadata.offset}"
-            )
-    finally:
-        producer.close(10)
+    reach_kafka(settings)
+    with kafka_errors(settings):
+        producer = make_producer(settings)
+        try:
+            encode = encode_binary if args.binary else encode_structured
+            futures = []
+            for event in events:
+                key, value, headers = encode(event)
+                futures.append(producer.send(settings.incidents_topic, key=key, value=value, headers=headers))
+            for event, future in zip(events, futures, strict=True):
+                metadata = future.get(30)
+                print(
+                    f"{event.type} {event.incident_id} -> "
+                    f"{metadata.topic}/{metadata.partition}@{metadata.offset}"
+                )
+        finally:
+            producer.close(10)
     print(f"published {len(events)} event(s) to {settings.incidents_topic}", file=sys.stderr)
     return EXIT_OK
 
@@ -71,9 +74,13 @@ def _letter_line(letter: DeadLetterRecord) -> str:
 
 def dlq_list(args: argparse.Namespace, settings: Settings) -> int:
     """`gridflow dlq list`: every dead letter with its reason."""
-    letters = [
-        letter for letter in read_dead_letters(settings) if not args.type or letter.error_type == args.type
-    ]
+    reach_kafka(settings)
+    with kafka_errors(settings):
+        letters = [
+            letter
+            for letter in read_dead_letters(settings)
+            if not args.type or letter.error_type == args.type
+        ]
     if args.json:
         for letter in letters:
             print(
@@ -97,9 +104,11 @@ def dlq_list(args: argparse.Namespace, settings: Settings) -> int:
 
 def dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
     """`gridflow dlq replay`: put dead letters back on the incidents topic (after a fix)."""
-    replayed = replay_dead_letters(
-        settings, select=lambda letter: not args.type or letter.error_type == args.type
-    )
+    reach_kafka(settings)
+    with kafka_errors(settings):
+        replayed = replay_dead_letters(
+            settings, select=lambda letter: not args.type or letter.error_type == args.type
+        )
     for letter in replayed:
         print(f"replayed {_letter_line(letter)}")
     print(f"{len(replayed)} dead letter(s) put back on {settings.incidents_topic}", file=sys.stderr)
@@ -123,6 +132,8 @@ def add_publish(commands: Any) -> None:
         "Publish events from FILE (a JSON object, a JSON array, or JSON lines; - for standard input) to\n"
         "the incidents topic, keyed by incident id. CloudEvent envelopes are sent as they are; plain data\n"
         "is wrapped in a CloudEvent of --type (default reported).",
+        [KAFKA],
+        one_shot=True,
     )
     parser.add_argument("file", metavar="FILE", help="the events, or - for standard input")
     parser.add_argument(
@@ -141,6 +152,8 @@ def add_dlq(commands: Any) -> None:
         dlq_list,
         "list dead letters",
         "List every dead letter with its reason.",
+        [KAFKA],
+        one_shot=True,
     )
     listing.add_argument("--type", metavar="ERROR_TYPE", help="only this gridflow.error.type")
     listing.add_argument("--json", action="store_true", help="one JSON object per line, with the value")
@@ -151,6 +164,8 @@ def add_dlq(commands: Any) -> None:
         "put dead letters back on the incidents topic",
         "Publish dead letters back to the incidents topic with their original key, value and headers\n"
         "(after a fix). Events already applied are not applied again.",
+        [KAFKA],
+        one_shot=True,
     ).add_argument("--type", metavar="ERROR_TYPE", help="only this gridflow.error.type")
 
 
@@ -164,4 +179,5 @@ def add_schema(commands: Any) -> None:
         "write the JSON Schemas and AsyncAPI document",
         "Write the JSON Schema of every event's data, the CloudEvents envelope and the AsyncAPI 3.0\n"
         "document into DIR (created if needed); the output is stable, to commit and diff.",
+        one_shot=True,
     ).add_argument("dir", metavar="DIR", help="the directory to write into")

@@ -204,6 +204,7 @@ def add_incident(commands: Any) -> None:
         "Start an incident from its JSON (the data of a gridflow.incident.reported.v1 event).\n"
         "Reporting the same incident again starts nothing.",
         [TEMPORAL],
+        one_shot=True,
     ).add_argument("file", metavar="FILE", help="the incident JSON file, or - for standard input")
     shower = add_command(
         incident,
@@ -212,6 +213,7 @@ def add_incident(commands: Any) -> None:
         "show an incident's state and timeline",
         "Show an incident's rule, level, status, deadlines and full timeline (closed incidents too).",
         [TEMPORAL],
+        one_shot=True,
     )
     shower.add_argument("id", metavar="ID", help="the incident id")
     shower.add_argument("--json", action="store_true", help="print the state as JSON")
@@ -225,6 +227,7 @@ def add_incident(commands: Any) -> None:
         "Search attributes: GridflowStatus, GridflowLevel, GridflowDistrict, GridflowCategory,\n"
         "GridflowPriority, GridflowRule.",
         [TEMPORAL],
+        one_shot=True,
     )
     listing.add_argument("--query", metavar="VISIBILITY_QUERY", help="an extra visibility query")
     listing.add_argument("--status", choices=[s.value for s in Status], help="incident status")
@@ -238,7 +241,9 @@ def add_incident(commands: Any) -> None:
 
 def _add_lifecycle_commands(incident: Any) -> None:
     def lifecycle(name: str, help: str, description: str, unit: bool = True) -> argparse.ArgumentParser:
-        parser = add_command(incident, name, send_lifecycle_command, help, description, [TEMPORAL])
+        parser = add_command(
+            incident, name, send_lifecycle_command, help, description, [TEMPORAL], one_shot=True
+        )
         parser.set_defaults(action=name)
         parser.add_argument("id", metavar="ID", help="the incident id")
         if unit:

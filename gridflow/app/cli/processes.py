@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from pathlib import Path
 from typing import Any
 
-from gridflow.app.cli.shared import EXIT_OK, RULES, TEMPORAL, TEMPORAL_LOCAL, add_command, temporal_errors
+from gridflow.app.cli.shared import (
+    EXIT_OK,
+    KAFKA,
+    RULES,
+    TEMPORAL,
+    TEMPORAL_LOCAL,
+    add_command,
+    kafka_errors,
+    metrics_port_errors,
+    reach_kafka,
+    temporal_errors,
+)
 from gridflow.app.compose import run_bridge, run_worker, stop_on_signals
 from gridflow.app.devstack import DevStack, demo_name, demo_rules, run_demo
 from gridflow.app.live_view import watch_live
@@ -28,7 +40,12 @@ async def dev(args: argparse.Namespace, settings: Settings) -> int:
     live = args.live and sys.stdout.isatty()
     log_file = state_dir / DEV_LOG
     configure_logging(
-        settings.log_format, settings.log_level, stream_level="warning" if live else None, file=log_file
+        settings.log_format,
+        settings.log_level,
+        # The live view has the terminal: gridflow's warnings above it, the libraries' only if errors.
+        stream_level="warning" if live else None,
+        libraries_on_stream="error" if live else None,
+        file=log_file,
     )
     stack = DevStack(
         settings,
@@ -55,14 +72,19 @@ async def dev(args: argparse.Namespace, settings: Settings) -> int:
 
 async def worker(args: argparse.Namespace, settings: Settings) -> int:
     """`gridflow worker`: run incident workflows on the task queue until SIGINT or SIGTERM."""
-    with temporal_errors(settings):
+    # The worker publishes every step to Kafka: a missing broker is said in seconds, not after 30.
+    await asyncio.to_thread(reach_kafka, settings)
+    with temporal_errors(settings), kafka_errors(settings), metrics_port_errors(settings):
         await run_worker(settings, stop_on_signals())
     return EXIT_OK
 
 
 async def bridge(args: argparse.Namespace, settings: Settings) -> int:
     """`gridflow bridge`: consume the incidents topic until SIGINT or SIGTERM."""
-    await run_bridge(settings, stop_on_signals())
+    # Temporal may be down when a bridge starts (its client is lazy); Kafka must answer.
+    await asyncio.to_thread(reach_kafka, settings)
+    with kafka_errors(settings), metrics_port_errors(settings):
+        await run_bridge(settings, stop_on_signals())
     return EXIT_OK
 
 
@@ -123,7 +145,7 @@ def add_worker(commands: Any) -> None:
         "run a worker",
         "Run a worker for incident workflows on the task queue until SIGINT or SIGTERM.\n"
         "The rules file is re-read when it changes.",
-        [TEMPORAL, RULES],
+        [TEMPORAL, KAFKA, RULES],
     ).set_defaults(core_logs=True)
 
 
@@ -137,5 +159,5 @@ def add_bridge(commands: Any) -> None:
         "Consume the incidents topic in the consumer group and turn events into workflow starts and\n"
         "updates; unusable messages go to the dead-letter topic. Serves metrics on GRIDFLOW_METRICS_PORT\n"
         "(give each process its own). Stops cleanly on SIGINT or SIGTERM.",
-        [TEMPORAL],
+        [TEMPORAL, KAFKA],
     ).set_defaults(core_logs=True)

@@ -95,6 +95,7 @@ def add_rules(commands: Any) -> None:
         "Validate a rules file (default: GRIDFLOW_RULES_FILE, else the built-in rules) and show each\n"
         "rule's match and ladder. Exits 1 listing every problem, with the path to the bad field.",
         [RULES],
+        one_shot=True,
     ).add_argument("file", nargs="?", metavar="FILE", help="the rules file (YAML)")
     explainer = add_command(
         rules,
@@ -105,6 +106,7 @@ def add_rules(commands: Any) -> None:
         "timeline it would follow if nobody acted: every warning, breach and escalation with its time,\n"
         "calendar-aware. EVENT_FILE is a reported event's data or a whole CloudEvent envelope.",
         [RULES],
+        one_shot=True,
     )
     explainer.add_argument("file", metavar="EVENT_FILE", help="the incident JSON, or - for standard input")
     explainer.add_argument(

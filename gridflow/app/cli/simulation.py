@@ -46,8 +46,9 @@ async def _simulate_on_temporal(
     path: Path, rule_sets: list[tuple[str, RuleSet]], show_progress: bool, args: argparse.Namespace
 ) -> int:
     stream = load_stream(path)
-    # Thousands of simulated incidents would flood the console with their workflows' log lines.
-    for noisy in ("temporalio", "gridflow.steps"):
+    # Thousands of simulated incidents would flood the console with their workflows' log lines. The
+    # SDK's workflow and activity loggers carry a level of their own (gridflow.app.logs): name them too.
+    for noisy in ("temporalio", "temporalio.workflow", "temporalio.activity", "gridflow.steps"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     # Ctrl-C or SIGTERM cancels the run, so the test server it started is stopped with it.
     with _progress_bar(show_progress, "simulating on Temporal") as on_progress:
@@ -143,6 +144,7 @@ def add_simulate(commands: Any) -> None:
         "  temporal  the real IncidentWorkflow on a time-skipping Temporal test server (whole seconds);\n"
         "            slow (a few incidents per second): a fidelity check of the discrete engine",
         [RULES],
+        one_shot=True,
     )
     parser.add_argument("--incidents", required=True, metavar="FILE.jsonl", help="the stream")
     parser.add_argument("--compare", metavar="OTHER_RULES", help="a second rules file to compare with")
@@ -168,6 +170,7 @@ def add_generate_stream(commands: Any) -> None:
         "Write COUNT synthetic incidents over DAYS days as JSON lines: categories and priorities in\n"
         "hotline proportions, a daily arrival rhythm, and handlers whose speed and reach depend on the\n"
         "level. The same seed gives the same stream.",
+        one_shot=True,
     )
     parser.add_argument("--count", type=int, default=1000, metavar="N", help="incidents (1000)")
     parser.add_argument("--days", type=int, default=7, metavar="N", help="days they arrive over (7)")

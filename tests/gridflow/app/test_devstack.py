@@ -19,6 +19,7 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from gridflow.app.devstack import DevStack, DevStackError, NamedComponent, demo_rules, run_demo
 from gridflow.app.settings import Settings
 from gridflow.app.temporal import connect
+from gridflow.archive.store import Archive
 from gridflow.domain.incident import Status
 from workflows.client import incident_state
 
@@ -152,6 +153,35 @@ async def test_the_demo_plays_through_kafka_and_incidents_escalate_resolve_and_c
         exposed = await asyncio.to_thread(_fetch, stack.metrics_url)
         assert "gridflow_incidents_closed_total" in exposed
         assert "gridflow_bridge_workflows_started_total" in exposed
+        # The archiver keeps every step in the SQLite archive of the state directory.
+        assert stack.archive_url == f"sqlite:///{tmp_path / 'archive.db'}"
+        assert f"Archive           {stack.archive_url}" in stack.banner()
+        with Archive.open(stack.archive_url) as archive:
+            for _ in range(100):
+                case = archive.incident("demo-t1-1-lamp")
+                if case is not None and case.status is Status.CLOSED:
+                    break
+                await asyncio.sleep(0.1)
+            assert case is not None and case.status is Status.CLOSED and case.last_seq == len(lamp.timeline)
+            steps = archive.timeline("demo-t1-1-lamp")
+            assert [step.kind for step in steps] == [step.kind for step in lamp.timeline]
+            assert archive.timeline("demo-t1-1-drain"), "the drain's steps are archived too"
+        assert "gridflow_archiver_steps_written_total" in exposed
+        # And the month's report over that archive ranks the demo's districts.
+        report = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "gridflow.app.cli",
+            "report",
+            "--archive-url",
+            stack.archive_url,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await report.communicate()
+        assert report.returncode == 0, err.decode()
+        ranking = out.decode()
+        assert "by district" in ranking and "d-huangpu" in ranking and "(all)" in ranking, ranking
     assert all(gone(pid) for pid in pids.values())
 
 

@@ -118,3 +118,19 @@ def test_a_file_gets_every_line_as_json_while_the_stream_keeps_only_problems(tmp
     assert "all is well" not in buffer.getvalue() and "something is wrong" in buffer.getvalue()
     events = [json.loads(line)["event"] for line in path.read_text().splitlines()]
     assert events == ["all is well", "something is wrong"]
+
+
+def test_a_live_view_keeps_the_libraries_warnings_off_the_terminal_but_in_the_file(tmp_path: Path) -> None:
+    buffer, path = io.StringIO(), tmp_path / "gridflow.log"
+    configure_logging(
+        "json", "info", stream=buffer, stream_level="warning", libraries_on_stream="error", file=path
+    )
+    logging.getLogger("kafka.net.connection").warning("connection reset")
+    logging.getLogger("kafka.net.connection").error("cannot reach the broker")
+    logging.getLogger("temporalio.workflow").warning("a workflow's own warning")
+    logging.getLogger("gridflow.test").warning("gridflow's own warning")
+    configure_logging("console", "warning")  # closes the file
+    on_terminal = [json.loads(line)["event"] for line in buffer.getvalue().splitlines()]
+    assert on_terminal == ["cannot reach the broker", "a workflow's own warning", "gridflow's own warning"]
+    in_file = [json.loads(line)["event"] for line in path.read_text().splitlines()]
+    assert in_file == ["connection reset", *on_terminal]

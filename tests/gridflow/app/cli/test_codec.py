@@ -20,4 +20,7 @@ def test_the_codec_server_will_not_start_without_keys(
 ) -> None:
     monkeypatch.delenv("GRIDFLOW_CODEC_KEYS", raising=False)
     assert main(["codec-server", "--port", "0"]) == 1
-    assert capsys.readouterr().err == "GRIDFLOW_CODEC_KEYS is not set: the codec server needs the keys\n"
+    assert capsys.readouterr().err == (
+        "GRIDFLOW_CODEC_KEYS is not set: the codec server needs the keys "
+        "(make one with `gridflow codec keygen --id k1`)\n"
+    )
