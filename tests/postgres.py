@@ -171,3 +171,21 @@ def postgresql_server() -> Iterator[PostgresServer]:
         if not _users:
             _shared.clear()
             _stack.close()
+
+
+@dataclass(frozen=True)
+class Database:
+    """An empty archive database: its URL and password, as the settings give them."""
+
+    url: str
+    password: str | None
+
+
+@pytest.fixture(params=["sqlite", "postgresql"], name="database")
+def archive_database(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
+    """An empty SQLite file (in a directory not made yet), or an empty database on the session's
+    PostgreSQL; import it into a test module with `postgresql`."""
+    if request.param == "sqlite":
+        return Database(f"sqlite:///{tmp_path}/state/archive.db", None)
+    server: PostgresServer = request.getfixturevalue("postgresql")
+    return Database(server.create_database(), server.password)

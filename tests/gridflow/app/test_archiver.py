@@ -40,28 +40,12 @@ from gridflow.archive.store import Archive
 from gridflow.domain.lifecycle import StepKind
 from tests.conftest import free_port, isolated_settings, make_incident
 from tests.gridflow.archive.cases import T0, batch, climbed, reopened_and_closed
-from tests.postgres import PostgresServer
+from tests.postgres import Database, PostgresServer
+from tests.postgres import archive_database as archive_database  # the fixture
 from tests.postgres import postgresql_server as postgresql_server  # the fixture
 
 ROOT = Path(__file__).resolve().parents[3]
 WAIT_SECONDS = 30.0
-
-
-@dataclass(frozen=True)
-class Database:
-    """An empty archive database: its URL and password, as the settings give them."""
-
-    url: str
-    password: str | None
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
-    """An empty SQLite file, or an empty database on the session's PostgreSQL."""
-    if request.param == "sqlite":
-        return Database(f"sqlite:///{tmp_path}/archive.db", None)
-    server: PostgresServer = request.getfixturevalue("postgresql")
-    return Database(server.create_database(), server.password)
 
 
 def archiver_settings(kafka_bootstrap: str, database: Database, **overrides: object) -> Settings:

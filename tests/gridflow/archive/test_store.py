@@ -9,7 +9,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -25,7 +24,8 @@ from gridflow.archive.store import Archive, ArchiveError
 from gridflow.domain.incident import Outcome, Rating, Status
 from gridflow.domain.lifecycle import IncidentStep, StepKind
 from tests.gridflow.archive.cases import HOUR, T0, archived, climbed, reopened_and_closed
-from tests.postgres import PostgresServer
+from tests.postgres import Database, PostgresServer
+from tests.postgres import archive_database as archive_database  # the fixture
 from tests.postgres import postgresql_server as postgresql_server  # the fixture
 
 #: The tables as the README shows them, column by column.
@@ -44,23 +44,6 @@ README_TABLES = {
 
 #: Words of people in the timelines' commands (handlers' names, resolutions, residents' comments).
 PERSONAL = ("Zhang Min", "Mr Li", "138 0000", "Dark again", "Rewired", "Thank you")
-
-
-@dataclass(frozen=True)
-class Database:
-    """An empty database: its URL and password, as the settings give them."""
-
-    url: str
-    password: str | None
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
-    """An empty SQLite file, or an empty database on the session's PostgreSQL."""
-    if request.param == "sqlite":
-        return Database(f"sqlite:///{tmp_path}/state/archive.db", None)
-    server: PostgresServer = request.getfixturevalue("postgresql")
-    return Database(server.create_database(), server.password)
 
 
 @pytest.fixture
