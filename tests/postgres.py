@@ -4,7 +4,8 @@
 postgres from /usr/lib/postgresql/*/bin (or PATH), listening on 127.0.0.1 only, with a password-checked
 superuser; `PostgresServer.create_database()` gives each test a database of its own. PostgreSQL
 refuses to run as root: as root (containers, CI), the cluster belongs to and runs as the unprivileged
-`postgres` user the Debian package creates.
+`postgres` user the Debian package creates. `running_postgresql(tls=(cert, key))` starts a cluster that
+speaks TLS and refuses TCP connections without it.
 """
 
 from __future__ import annotations
@@ -100,9 +101,20 @@ def _as_unprivileged() -> tuple[Callable[[], None] | None, int | None, int | Non
     return become, uid, gid
 
 
+#: Who may log in with TLS: password-checked, on the Unix socket or over TLS on 127.0.0.1, never in
+#: plaintext over TCP (no `host` line).
+_TLS_ONLY_HBA = """\
+local all all scram-sha-256
+hostssl all all 127.0.0.1/32 scram-sha-256
+"""
+
+
 @contextlib.contextmanager
-def running_postgresql() -> Iterator[PostgresServer]:
-    """A fresh cluster on a free port of 127.0.0.1, stopped (and its files removed) afterwards."""
+def running_postgresql(tls: tuple[Path, Path] | None = None) -> Iterator[PostgresServer]:
+    """A fresh cluster on a free port of 127.0.0.1, stopped (and its files removed) afterwards.
+
+    With `tls` (the server's certificate and key, PEM files) it serves TLS and refuses TCP connections
+    that do not use it."""
     initdb, postgres = binary("initdb"), binary("postgres")
     become, uid, gid = _as_unprivileged()
     with tempfile.TemporaryDirectory(prefix="gridflow-postgres-") as tmp:
@@ -118,11 +130,13 @@ def running_postgresql() -> Iterator[PostgresServer]:
              "--encoding=UTF8", "--no-sync"],
             check=True, capture_output=True, preexec_fn=become, env=environment, cwd=root,
         )  # fmt: skip
+        options = _tls_options(root, data, tls, uid, gid) if tls is not None else []
         server = PostgresServer(port=free_port())
         with log_path.open("wb") as log:
             process = subprocess.Popen(
                 [postgres, "-D", str(data), "-p", str(server.port), "-k", str(root),
-                 "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=50"],
+                 "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=50",
+                 *options],
                 stdout=log, stderr=subprocess.STDOUT, preexec_fn=become, env=environment, cwd=root,
             )  # fmt: skip
         try:
@@ -135,6 +149,22 @@ def running_postgresql() -> Iterator[PostgresServer]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(10)
+
+
+def _tls_options(
+    root: Path, data: Path, tls: tuple[Path, Path], uid: int | None, gid: int | None
+) -> list[str]:
+    """Copy the certificate and key into the cluster's directory, for the server's user (PostgreSQL
+    refuses a key others may read), require TLS on TCP; the server's options for them."""
+    cert, key = root / "server.pem", root / "server.key"
+    shutil.copyfile(tls[0], cert)
+    shutil.copyfile(tls[1], key)
+    key.chmod(0o600)
+    if uid is not None and gid is not None:
+        os.chown(cert, uid, gid)
+        os.chown(key, uid, gid)
+    (data / "pg_hba.conf").write_text(_TLS_ONLY_HBA)  # rewritten in place: it stays the server's file
+    return ["-c", "ssl=on", "-c", f"ssl_cert_file={cert}", "-c", f"ssl_key_file={key}"]
 
 
 def _wait_ready(server: PostgresServer, process: subprocess.Popen[bytes], log_path: Path) -> None:

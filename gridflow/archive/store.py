@@ -9,7 +9,9 @@ streams a period's steps back, in order, for reports.
 from __future__ import annotations
 
 import contextlib
+import re
 import sqlite3
+import urllib.parse
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -92,7 +94,7 @@ class Archive:
         Raises ArchiveError when the URL is not one gridflow can use or the database cannot be reached.
         """
         parsed = _parse(url, password)
-        shown = parsed.render_as_string(hide_password=True)
+        shown = _shown(parsed._replace(password=None))  # set() takes None as "unchanged"
         try:
             engine = _engine(parsed)
         except (ArgumentError, NoSuchModuleError, ValueError) as exc:
@@ -105,7 +107,7 @@ class Archive:
             before, _ = migrate.upgrade(engine)
         except (SQLAlchemyError, OSError) as exc:
             engine.dispose()
-            raise ArchiveError(f"cannot open the archive at {shown}: {_first_line(exc)}") from None
+            raise ArchiveError(f"cannot open the archive at {shown}: {_why_not(exc, parsed)}") from None
         except AlembicError as exc:  # a schema version this gridflow does not know: a newer one's
             engine.dispose()
             raise ArchiveError(
@@ -332,6 +334,25 @@ def _sqlite_pragmas(connection: sqlite3.Connection, _record: object) -> None:
 def _insert(connection: Connection) -> Any:
     """The dialect's INSERT, which has ON CONFLICT (PostgreSQL and SQLite both)."""
     return postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+
+
+def _shown(url: URL) -> str:
+    """A URL as the operator wrote it (query values not percent-encoded), without a password."""
+    return urllib.parse.unquote(url.render_as_string(hide_password=True))
+
+
+#: psycopg's prefix to a failed connection: the host and port the message already names.
+_CONNECTION_FAILED = re.compile(r'^connection failed: connection to server at "[^"]*", port \d+ failed: ')
+
+
+def _why_not(exc: BaseException, url: URL) -> str:
+    """Why the database could not be opened, in one line; a certificate that fails verification says
+    which CA it was checked against (OpenSSL's own words are not always plain)."""
+    line = _CONNECTION_FAILED.sub("", _first_line(exc))
+    if "certificate verify failed" in line or "signature failure" in line:
+        ca = url.query.get("sslrootcert") or "~/.postgresql/root.crt"
+        return f"the server's certificate could not be verified with the CA in {ca} ({line})"
+    return line
 
 
 def _first_line(exc: BaseException) -> str:
