@@ -24,7 +24,7 @@ from events.cloudevents import (
 )
 from events.contract import TYPE_PREFIX
 from events.errors import ErrorType, EventRejected, clip
-from gridflow.domain.lifecycle import IncidentContext, IncidentStep, Step, StepBatch, StepKind
+from gridflow.domain.lifecycle import IncidentStep, Step, StepBatch, StepKind
 
 LIFECYCLE_SOURCE: Final = "gridflow/incident-workflow"
 
@@ -48,8 +48,7 @@ def step_event_id(incident_id: str, seq: int) -> str:
 
 def step_event_data(batch: StepBatch, step: Step) -> StepEventData:
     """A step with its incident's context."""
-    context = IncidentContext.model_validate(batch, from_attributes=True)
-    return StepEventData(**step.model_dump(), **context.model_dump())
+    return StepEventData.in_context(batch, step)
 
 
 #: The step kind of each lifecycle event type: `gridflow.incident.<kind>.v1`.

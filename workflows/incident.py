@@ -126,17 +126,7 @@ class IncidentWorkflow:
             steps = state.timeline[self._published :]
             await workflow.execute_activity(
                 PUBLISH_STEPS,
-                StepBatch(
-                    incident_id=state.incident_id,
-                    category=state.category,
-                    priority=state.priority,
-                    district_id=state.district_id,
-                    street_id=state.street_id,
-                    rule_name=state.rule.rule.name if state.rule else None,
-                    rules_version=state.rule.rules_version if state.rule else None,
-                    levels=state.rule.rule.levels if state.rule else [],
-                    steps=steps,
-                ),
+                StepBatch.publishing(state, steps),
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
                 retry_policy=ACTIVITY_RETRY,
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Self
 
 from pydantic import BaseModel, Field
 
@@ -158,9 +159,28 @@ class IncidentContext(BaseModel):
     rule_name: str | None
     rules_version: str | None
 
+    @classmethod
+    def of(cls, state: IncidentState) -> IncidentContext:
+        """The context of an incident's state (its rule's name and version once matched)."""
+        return IncidentContext(
+            incident_id=state.incident_id,
+            category=state.category,
+            priority=state.priority,
+            district_id=state.district_id,
+            street_id=state.street_id,
+            rule_name=state.rule.rule.name if state.rule else None,
+            rules_version=state.rule.rules_version if state.rule else None,
+        )
+
 
 class IncidentStep(Step, IncidentContext):
     """One step with its incident's context: what a lifecycle event carries and the archive keeps."""
+
+    @classmethod
+    def in_context(cls, context: IncidentContext, step: Step) -> Self:
+        """The step with the context (in a subclass, the subclass: a lifecycle event's data)."""
+        plain = IncidentContext.model_validate(context, from_attributes=True)  # a batch is a context too
+        return cls(**step.model_dump(), **plain.model_dump())
 
 
 class StepBatch(IncidentContext):
@@ -168,3 +188,12 @@ class StepBatch(IncidentContext):
 
     levels: list[str] = Field(default_factory=list)  # the rule's ladder, bottom to top
     steps: list[Step]
+
+    @classmethod
+    def publishing(cls, state: IncidentState, steps: list[Step]) -> StepBatch:
+        """The steps of an incident's state, with its context and its rule's ladder."""
+        return StepBatch(
+            **IncidentContext.of(state).model_dump(),
+            levels=state.rule.rule.levels if state.rule else [],
+            steps=steps,
+        )

@@ -46,18 +46,7 @@ class Played:
         self._hand(steps + start(self.state, incident, RULES.snapshot_for(incident), T0))
 
     def _hand(self, steps: list[Step]) -> None:
-        state = self.state
-        assert state.rule is not None
-        batch = StepBatch(
-            incident_id=state.incident_id,
-            category=state.category,
-            priority=state.priority,
-            district_id=state.district_id,
-            rule_name=state.rule.rule.name,
-            rules_version=state.rule.rules_version,
-            levels=state.rule.rule.levels,
-            steps=steps,
-        )
+        batch = StepBatch.publishing(self.state, steps)
         self.board.take(batch)
         self.metrics.observe(batch)
 

@@ -35,29 +35,15 @@ GRID, STREET = "g-nanjing-07", "s-nanjing-east"
 RULES = builtin_rule_set()
 
 
-def context(state: IncidentState) -> IncidentContext:
-    """What every step of the incident says about it."""
-    assert state.rule is not None
-    return IncidentContext(
-        incident_id=state.incident_id,
-        category=state.category,
-        priority=state.priority,
-        district_id=state.district_id,
-        street_id=state.street_id,
-        rule_name=state.rule.rule.name,
-        rules_version=state.rule.rules_version,
-    )
-
-
 def batch(state: IncidentState) -> StepBatch:
     """The incident's whole timeline as one batch to publish."""
-    return StepBatch(**context(state).model_dump(), steps=list(state.timeline))
+    return StepBatch.publishing(state, list(state.timeline))
 
 
 def archived(state: IncidentState) -> list[IncidentStep]:
     """The incident's whole timeline as the archive takes it."""
-    with_context = context(state).model_dump()
-    return [IncidentStep(**step.model_dump(), **with_context) for step in state.timeline]
+    context = IncidentContext.of(state)
+    return [IncidentStep.in_context(context, step) for step in state.timeline]
 
 
 def reopened_and_closed(incident_id: str, at: datetime = T0, category: str = "street_lamp") -> IncidentState:

@@ -35,6 +35,7 @@ from gridflow.domain.incident import Incident, Location, Priority, Rating, Statu
 from gridflow.domain.lifecycle import (
     Accept,
     Feedback,
+    IncidentContext,
     IncidentState,
     IncidentStep,
     LifecycleCommand,
@@ -234,17 +235,8 @@ def scenario() -> list[IncidentState]:
 
 def incident_steps(state: IncidentState) -> list[IncidentStep]:
     """A state's timeline as the archive keeps it: each step with its incident's context."""
-    assert state.rule is not None
-    context = {
-        "incident_id": state.incident_id,
-        "category": state.category,
-        "priority": state.priority,
-        "district_id": state.district_id,
-        "street_id": state.street_id,
-        "rule_name": state.rule.rule.name,
-        "rules_version": state.rule.rules_version,
-    }
-    return [IncidentStep(**step.model_dump(), **context) for step in state.timeline]
+    context = IncidentContext.of(state)
+    return [IncidentStep.in_context(context, step) for step in state.timeline]
 
 
 def scenario_steps() -> list[IncidentStep]:
