@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,6 +14,9 @@ from activities.sinks import RENAMED_STEP_FIELDS, UNLOGGED_STEP_FIELDS, LogSink
 from gridflow.app.logs import configure_logging
 from gridflow.domain.incident import Outcome, Priority, Rating, Status
 from gridflow.domain.lifecycle import ClockKind, Step, StepBatch, StepKind
+
+# Each test configures logging for the whole process: put it back after.
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 AT = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 
@@ -63,15 +64,6 @@ def logged(format: str, step: Step) -> str:
     configure_logging(format, "info", stream=buffer)
     asyncio.run(LogSink().publish(batch(step)))
     return buffer.getvalue()
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def test_every_field_of_a_step_arrives_in_its_json_log_line_but_free_text() -> None:

@@ -7,18 +7,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
 from datetime import timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 
 from gridflow.app.cli import main
 from gridflow.app.report import formats
@@ -27,18 +24,10 @@ from gridflow.domain.lifecycle import IncidentStep
 from gridflow.domain.report import RATES, Grouping, Period, Weights, build_report
 from tests.gridflow.domain.test_report import scenario_steps
 
+# Each test configures logging for the whole process: put it back after.
+pytestmark = pytest.mark.usefixtures("restore_logging")
+
 CHROMIUM = "/usr/bin/chromium"
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """main() configures logging for the whole process; put it back for the tests that follow."""
-    root = logging.getLogger()
-    handlers, level, config = root.handlers[:], root.level, structlog.get_config()
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.configure(**config)
 
 
 @pytest.fixture(scope="module")

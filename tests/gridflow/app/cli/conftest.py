@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import Iterator
 
 import pytest
-import structlog
 
 from gridflow.app.cli import main
 
 
 @pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """main() configures logging for the whole process; put it back for the tests that follow."""
-    root = logging.getLogger()
-    handlers, level, config = root.handlers[:], root.level, structlog.get_config()
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.configure(**config)
+def _logging_put_back(restore_logging: None) -> None:
+    """main() configures logging for the whole process: every CLI test puts it back after."""
 
 
 async def gridflow(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
