@@ -8,24 +8,8 @@ import csv
 import io
 from typing import Any
 
-from gridflow.domain.report import RATES, Change, Figures, PeriodReport
+from gridflow.domain.report import COUNT_FIELDS, RATES, Change, Figures, PeriodReport
 
-COUNTS = (
-    "reported",
-    "dispatches",
-    "accepted_in_time",
-    "accept_breaches",
-    "sla_breaches",
-    "resolutions",
-    "resolutions_in_time",
-    "ratings",
-    "satisfied_ratings",
-    "closed",
-    "resolved_closures",
-    "escalated_closures",
-    "escalations",
-    "reopens",
-)
 COLUMNS = (
     "period",
     "by",
@@ -37,7 +21,7 @@ COLUMNS = (
     "score",
     "previous_score",
     "score_change_points",
-    *COUNTS,
+    *COUNT_FIELDS,
     *RATES,
     *(f"{name}_change_points" for name in RATES),
     "time_to_resolve_p50_seconds",
@@ -77,7 +61,7 @@ def _figures(figures: Figures, previous: Figures | None, change: Change) -> list
         _cell(figures.score),
         _cell(previous.score if previous is not None else None),
         _cell(change.score),
-        *(_cell(document["counts"][name]) for name in COUNTS),
+        *(_cell(document["counts"][name]) for name in COUNT_FIELDS),
         *(_cell(value) for value in figures.rates().values()),
         *(_cell(change.rates[name]) for name in RATES),
         _cell(times["p50"]),

@@ -7,6 +7,7 @@
 """
 
 from gridflow.domain.report.build import (
+    COUNT_FIELDS,
     UNKNOWN,
     Change,
     Figures,
@@ -29,6 +30,7 @@ from gridflow.domain.report.score import (
 
 __all__ = [
     "CONTAINMENT_LEVELS",
+    "COUNT_FIELDS",
     "DEFAULT_WEIGHTS",
     "RATES",
     "SCORED",

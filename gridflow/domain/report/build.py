@@ -50,6 +50,25 @@ def _minus_points(now: float | None, before: float | None) -> float | None:
     return None if now is None or before is None else round((now - before) * 100, _POINT_DIGITS)
 
 
+#: A report's counts as its outputs name them, in their order, and the RateReport field of each.
+COUNT_FIELDS: Final = {
+    "reported": "incidents",
+    "dispatches": "dispatches",
+    "accepted_in_time": "accepted_in_time",
+    "accept_breaches": "accept_breaches",
+    "sla_breaches": "sla_breaches",
+    "resolutions": "resolutions",
+    "resolutions_in_time": "resolutions_in_time",
+    "ratings": "ratings",
+    "satisfied_ratings": "satisfied_ratings",
+    "closed": "closed",
+    "resolved_closures": "resolved_closures",
+    "escalated_closures": "escalated_closures",
+    "escalations": "escalations",
+    "reopens": "reopens",
+}
+
+
 @dataclass(frozen=True)
 class Figures:
     """The counts, rates and score of one group (or all, or a week) in one period."""
@@ -76,20 +95,7 @@ class Figures:
         p50, p90 = report.time_to_resolve(0.5), report.time_to_resolve(0.9)
         return {
             "counts": {
-                "reported": report.incidents,
-                "dispatches": report.dispatches,
-                "accepted_in_time": report.accepted_in_time,
-                "accept_breaches": report.accept_breaches,
-                "sla_breaches": report.sla_breaches,
-                "resolutions": report.resolutions,
-                "resolutions_in_time": report.resolutions_in_time,
-                "ratings": report.ratings,
-                "satisfied_ratings": report.satisfied_ratings,
-                "closed": report.closed,
-                "resolved_closures": report.resolved_closures,
-                "escalated_closures": report.escalated_closures,
-                "escalations": report.escalations,
-                "reopens": report.reopens,
+                **{name: getattr(report, field) for name, field in COUNT_FIELDS.items()},
                 "closures_by_outcome": dict(sorted(report.closures_by_outcome.items())),
             },
             "rates": self.rates(),
