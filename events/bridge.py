@@ -41,7 +41,7 @@ from events.dead_letter_writer import DeadLetter, DeadLetterWriter
 from events.errors import ErrorType
 from events.kafka import ensure_topics, make_consumer, make_producer
 from events.metrics import BridgeMetrics, MessageOutcome
-from events.offsets import OffsetTracker
+from events.offsets import OffsetTracker, measure_lag
 from events.ordering import PerIncidentOrder, Pressure
 from events.settings import BridgeSettings
 from gridflow.domain.incident import Incident
@@ -197,7 +197,9 @@ class Bridge:
                     await self._commit()
                     last_commit = time.monotonic()
                 if time.monotonic() - last_lag >= LAG_INTERVAL_SECONDS:
-                    await self._on_kafka(self._measure_lag, consumer)
+                    await self._on_kafka(
+                        measure_lag, consumer, self.metrics.consumer_lag, self._offsets.last_committed
+                    )
                     last_lag = time.monotonic()
         finally:
             await self._shutdown(producer)
@@ -238,22 +240,6 @@ class Bridge:
         offsets = self._offsets.committable(partitions)
         if offsets and self._consumer is not None:
             await self._on_kafka(self._commit_now, offsets)
-
-    def _measure_lag(self, consumer: KafkaConsumer) -> None:
-        """Messages between the group's committed position and the end of each owned partition."""
-        owned = list(consumer.assignment())
-        if not owned:
-            return
-        try:
-            ends = consumer.end_offsets(owned)
-        except Exception as exc:  # the broker is unreachable: keep the last figures
-            log.warning("consumer lag not measured", error=str(exc))
-            return
-        for tp in owned:
-            done = self._offsets.last_committed(tp)
-            if done is None:
-                done = consumer.position(tp)
-            self.metrics.consumer_lag.labels(partition=str(tp.partition)).set(max(ends[tp] - done, 0))
 
     def _commit_now(self, offsets: dict[TopicPartition, int]) -> None:
         """Commit the group's offsets (on the consumer's thread)."""

@@ -9,8 +9,14 @@ commits never skip one that has not.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
+import structlog
+from kafka import KafkaConsumer
 from kafka.structs import TopicPartition
+from prometheus_client import Gauge
+
+log = structlog.get_logger(__name__)
 
 
 class OffsetTracker:
@@ -78,3 +84,25 @@ class OffsetTracker:
         """Messages taken but not finished."""
         with self._lock:
             return sum(not done for offsets in self._pending.values() for done in offsets.values())
+
+
+def measure_lag(
+    consumer: KafkaConsumer, gauge: Gauge, committed: Callable[[TopicPartition], int | None]
+) -> None:
+    """Set `gauge{partition}` to the records between what this consumer committed (`committed`, which
+    it knows without asking the broker; its position before the first commit) and the end of each
+    partition it owns. Run it on the consumer's thread; a broker out of reach keeps the last figures."""
+    owned = list(consumer.assignment())
+    if not owned:
+        return
+    try:
+        ends = consumer.end_offsets(owned)
+        for tp in owned:
+            done = committed(tp)
+            if done is None:
+                done = consumer.position(tp)
+            gauge.labels(partition=str(tp.partition)).set(max(ends[tp] - done, 0))
+    except Exception as exc:  # the broker is unreachable (or the partition just left): keep the figures
+        log.warning(
+            "consumer lag not measured", consumer_group=consumer.config.get("group_id"), error=str(exc)
+        )

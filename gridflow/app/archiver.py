@@ -34,6 +34,7 @@ from events.bridge import step_over_unreadable
 from events.errors import ErrorType, EventRejected
 from events.kafka import ensure_topics, make_consumer
 from events.lifecycle import StepEventData, read_step_event
+from events.offsets import measure_lag
 from gridflow.app.compose import process_registry
 from gridflow.app.metrics_server import Readiness, serve_metrics
 from gridflow.app.settings import Settings, revealed
@@ -122,6 +123,7 @@ class Archiver:
         self._stopping = threading.Event()
         self._assigned: set[TopicPartition] = set()
         self._written_ok = True
+        self._committed: dict[TopicPartition, int] = {}  # what this archiver committed, for the lag
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set; the batch in hand is finished (written and committed) first."""
@@ -162,7 +164,7 @@ class Archiver:
                 if batches:
                     self._archive_batch(consumer, batches)
                 if time.monotonic() - last_lag >= LAG_INTERVAL_SECONDS:
-                    self._measure_lag(consumer)
+                    measure_lag(consumer, self.metrics.consumer_lag, self._committed.get)
                     last_lag = time.monotonic()
         finally:
             self.readiness.set(False)
@@ -252,6 +254,7 @@ class Archiver:
     def _commit(self, consumer: KafkaConsumer, ends: dict[TopicPartition, int]) -> None:
         try:
             consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in ends.items()})
+            self._committed.update(ends)
         except KafkaError as exc:  # a rebalance took the partitions: their new owner re-reads, idempotently
             log.warning("offsets not committed", error=str(exc))
 
@@ -262,19 +265,6 @@ class Archiver:
         self._commit(
             consumer, {TopicPartition(unreadable.topic, unreadable.partition): unreadable.offset + 1}
         )
-
-    def _measure_lag(self, consumer: KafkaConsumer) -> None:
-        owned = list(consumer.assignment())
-        if not owned:
-            return
-        try:
-            ends = consumer.end_offsets(owned)
-            for tp in owned:
-                committed = consumer.committed(tp)
-                done = committed if committed is not None else consumer.position(tp)
-                self.metrics.consumer_lag.labels(partition=str(tp.partition)).set(max(ends[tp] - done, 0))
-        except KafkaError as exc:  # the broker is away: keep the last figures
-            log.warning("archiver lag not measured", error=str(exc))
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
