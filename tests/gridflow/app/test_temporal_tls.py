@@ -6,10 +6,6 @@ certificate for 127.0.0.1) in front of it: the client side is exactly what produ
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import ssl
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -19,32 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 from gridflow.app.settings import Settings
 from gridflow.app.temporal import connect
 from tests.certificates import certificates
-from tests.conftest import free_port
-
-
-@contextlib.asynccontextmanager
-async def tls_proxy(target: str, cert: Path, key: Path) -> AsyncIterator[str]:
-    """A TLS-terminating TCP proxy to `target` (host:port); yields its own address."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    context.set_alpn_protocols(["h2"])  # gRPC
-    host, port = target.rsplit(":", 1)
-
-    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError, ssl.SSLError):
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        writer.close()
-
-    async def serve(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        server_reader, server_writer = await asyncio.open_connection(host, int(port))
-        await asyncio.gather(pipe(client_reader, server_writer), pipe(server_reader, client_writer))
-
-    listen = free_port()
-    server = await asyncio.start_server(serve, "127.0.0.1", listen, ssl=context)
-    async with server:
-        yield f"127.0.0.1:{listen}"
+from tests.proxy import proxy, server_tls
 
 
 async def test_the_temporal_tls_settings_connect_through_tls_and_refuse_an_unknown_certificate(
@@ -52,7 +23,8 @@ async def test_the_temporal_tls_settings_connect_through_tls_and_refuse_an_unkno
 ) -> None:
     ca, cert, key = certificates(tmp_path)
     target = dev_server_env.client.service_client.config.target_host
-    async with tls_proxy(target, cert, key) as address:
+    with proxy(target, tls=server_tls(cert, key, alpn=["h2"])) as tls_proxy:
+        address = tls_proxy.address
         client = await connect(Settings(temporal_address=address, temporal_tls_ca=str(ca)))
         described = await client.workflow_service.describe_namespace(
             DescribeNamespaceRequest(namespace="default")
