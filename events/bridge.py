@@ -13,7 +13,13 @@ Guarantees, and how they are kept:
   (the consumer keeps polling, so the group does not rebalance) and resumed when calls drain;
 - bad input: anything unusable goes to the dead-letter topic with the reason in its headers
   (`events.dead_letter_writer`); a dead letter the topic itself will not take is parked: logged,
-  counted and committed past.
+  counted and committed past;
+- a broker out of reach (stopped, frozen, cut off): the bridge waits for it, and says so. Every few
+  seconds it measures its lag, which asks the broker; a commit is an answer too. Once the broker has
+  not answered for a session timeout (when the group would drop a member too), the bridge is not ready
+  (`/readyz` 503, `gridflow_bridge_broker_reachable` 0), and its lag figures stay as last measured,
+  with the time they were measured (`gridflow_bridge_consumer_lag_measured_timestamp_seconds`). It is
+  ready again at the broker's first answer.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from typing import Any, Protocol, TypeVar
 import structlog
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import CorruptRecordError
+from kafka.errors import CorruptRecordError, KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 from prometheus_client import CollectorRegistry
 from temporalio.client import Client
@@ -61,6 +67,8 @@ T = TypeVar("T")
 MAX_BACKOFF_SECONDS = 30.0
 COMMIT_INTERVAL_SECONDS = 0.2
 LAG_INTERVAL_SECONDS = 5.0
+#: How often the readiness watch looks at when the broker last answered.
+WATCH_INTERVAL_SECONDS = 0.5
 #: Most records taken in one poll, whatever room the in-flight limit leaves.
 MAX_POLL_RECORDS = 500
 #: How long a stopping bridge lets its in-flight messages finish before abandoning them (redelivered).
@@ -120,7 +128,7 @@ class ReadinessFlag(Protocol):
     """Where the bridge says whether it does its job (the process's `/readyz`)."""
 
     def set(self, ready: bool = True) -> None:
-        """Ready (in the consumer group), or not (stopping)."""
+        """Ready (in the consumer group, the broker answering), or not (stopping, broker out of reach)."""
 
 
 class _Unwatched:
@@ -156,6 +164,16 @@ class Bridge:
         self._consumer: KafkaConsumer | None = None
         self._dead_letters: DeadLetterWriter | None = None
         self.assigned: set[TopicPartition] = set()
+        # Readiness is both: in the group (set by the rebalance listener), and the broker answered
+        # within a session timeout (time.monotonic() of its last answer, set on the consumer's thread).
+        self._in_group = False
+        self._broker_answered = time.monotonic()
+        self._broker_reachable: bool | None = None
+        self.metrics.broker_reachable.set(1)
+        session = settings.kafka_session_timeout_ms / 1000
+        self._broker_silence_limit = session
+        # Measured at least three times per session timeout: one slow answer does not make it unready.
+        self._lag_interval = min(LAG_INTERVAL_SECONDS, session / 3)
 
     async def _on_kafka(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -178,6 +196,7 @@ class Bridge:
             max_in_flight=settings.bridge_max_in_flight,
         )
         last_commit = last_lag = time.monotonic()
+        watch = asyncio.create_task(self._watch_broker())
         try:
             while not stop.is_set():
                 # Take no more than the in-flight limit leaves room for, so memory stays bounded.
@@ -196,13 +215,61 @@ class Bridge:
                 if time.monotonic() - last_commit >= COMMIT_INTERVAL_SECONDS:
                     await self._commit()
                     last_commit = time.monotonic()
-                if time.monotonic() - last_lag >= LAG_INTERVAL_SECONDS:
-                    await self._on_kafka(
-                        measure_lag, consumer, self.metrics.consumer_lag, self._offsets.last_committed
-                    )
+                if time.monotonic() - last_lag >= self._lag_interval:
+                    await self._on_kafka(self._measure_lag)
                     last_lag = time.monotonic()
         finally:
+            watch.cancel()
             await self._shutdown(producer)
+
+    def _measure_lag(self) -> None:
+        """Measure the lag (on the consumer's thread); an answer is news from the broker. A bridge that
+        owns no partition asks for one partition's end instead, to know the broker still answers."""
+        assert self._consumer is not None
+        timeout_ms = int(self._lag_interval * 1000)
+        answered = measure_lag(
+            self._consumer,
+            self.metrics.consumer_lag,
+            self._offsets.last_committed,
+            measured=self.metrics.consumer_lag_measured,
+            timeout_ms=timeout_ms,
+        )
+        if answered is None:
+            probe = TopicPartition(self._settings.incidents_topic, 0)
+            try:
+                self._consumer.end_offsets([probe], timeout_ms=timeout_ms)
+                answered = True
+            except Exception as exc:  # out of reach: the watch says so once it has lasted
+                log.debug("broker probe unanswered", error=str(exc))
+        if answered:
+            self._broker_answered = time.monotonic()
+
+    async def _watch_broker(self) -> None:
+        """Keep readiness and `broker_reachable` true to when the broker last answered.
+
+        A task of its own: while the broker is frozen, a commit can hold the consumer's thread (and so
+        the poll loop) until it answers, and this must still see the silence."""
+        while True:
+            silent = time.monotonic() - self._broker_answered
+            reachable = silent < self._broker_silence_limit
+            if reachable is not self._broker_reachable:
+                self._broker_reachable = reachable
+                self.metrics.broker_reachable.set(1 if reachable else 0)
+                if reachable:
+                    log.info("Kafka broker answering again", consumer_group=self._settings.consumer_group)
+                else:
+                    log.warning(
+                        "Kafka broker out of reach: not ready, lag figures stale",
+                        consumer_group=self._settings.consumer_group,
+                        silent_s=round(silent, 1),
+                    )
+                self._publish_readiness()
+            await asyncio.sleep(WATCH_INTERVAL_SECONDS)
+
+    def _publish_readiness(self) -> None:
+        if self._stopping.is_set():
+            return  # stopping: not ready, whatever the broker says
+        self.readiness.set(self._in_group and self._broker_reachable is not False)
 
     def _take(self, partition: TopicPartition, record: ConsumerRecord) -> None:
         self._offsets.add(partition, record.offset)
@@ -239,12 +306,20 @@ class Bridge:
     async def _commit(self, partitions: list[TopicPartition] | None = None) -> None:
         offsets = self._offsets.committable(partitions)
         if offsets and self._consumer is not None:
-            await self._on_kafka(self._commit_now, offsets)
+            try:
+                await self._on_kafka(self._commit_now, offsets)
+            except KafkaError as exc:
+                # The broker out of reach (kafka-python raises a refused connection at once, a silent
+                # broker after its request timeout), or the group moved on: the bridge carries on, and
+                # commits these offsets with the next ones. If it stops first, they are redelivered.
+                self._offsets.not_committed(offsets)
+                log.warning("commit failed; retried with the next", error=f"{type(exc).__name__}: {exc}")
 
     def _commit_now(self, offsets: dict[TopicPartition, int]) -> None:
         """Commit the group's offsets (on the consumer's thread)."""
         assert self._consumer is not None
         self._consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()})
+        self._broker_answered = time.monotonic()
         self._offsets.committed(offsets)
         log.debug("offsets committed", offsets={f"{tp.topic}/{tp.partition}": o for tp, o in offsets.items()})
 
@@ -383,11 +458,18 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         for tp in revoked:
             with contextlib.suppress(KeyError):  # another bridge reports this partition's lag now
                 bridge.metrics.consumer_lag.remove(str(tp.partition))
+            with contextlib.suppress(KeyError):
+                bridge.metrics.consumer_lag_measured.remove(str(tp.partition))
         bridge.assigned -= set(revoked)
         bridge._in_flight.partitions_reassigned()
         log.info("partitions revoked", partitions=sorted(tp.partition for tp in revoked))
 
     def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        self._bridge.assigned |= set(assigned)
-        self._bridge.readiness.set()  # in the group (possibly with no partition: an idle spare)
+        bridge = self._bridge
+        bridge.assigned |= set(assigned)
+        # In the group (possibly with no partition: an idle spare); the join was the broker answering.
+        bridge._in_group = True
+        bridge._broker_answered = time.monotonic()
+        if bridge._broker_reachable is not False:  # else the watch says ready at its next look
+            bridge._publish_readiness()
         log.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned))

@@ -3,14 +3,18 @@
 Each step becomes `gridflow.incident.<kind>.v1` from `gridflow/incident-workflow`, keyed and subjected by
 the incident id. Its id is `<incident_id>:<seq>`, so an activity that is retried publishes the same ids
 (and the same bytes) again and consumers can deduplicate.
+
+A step's `note` is words people wrote (a handler's name, a resolution, a progress note, a resident's
+comment): it leaves on the topic only when the operator opts in (GRIDFLOW_EVENTS_INCLUDE_NOTES);
+otherwise it is null and `has_note` says that one was written.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final, Self
 
-from pydantic import ConfigDict, ValidationError
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from events.cloudevents import (
     CONTENT_TYPE_HEADER,
@@ -35,6 +39,32 @@ class StepEventData(IncidentStep):
     # Every field is always present on the wire (null when unset), so the schema lists them all as required.
     model_config = ConfigDict(json_schema_serialization_defaults_required=True)
 
+    note: str | None = Field(
+        None,
+        description="What a person wrote with the step: the handler (accepted), the resolution (resolved), "
+        "the comment (feedback), the note of a progress or an escalation request. Null unless the "
+        "operator publishes notes (GRIDFLOW_EVENTS_INCLUDE_NOTES): it may hold personal data.",
+    )
+    has_note: bool = Field(
+        False,
+        description="Whether the step has a note, published or not (`note` is null unless notes are "
+        "published).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _has_note_of_older_events(cls, data: Any) -> Any:
+        # Events published before `has_note` existed carried every note: a note is there or there is none.
+        if isinstance(data, dict) and "has_note" not in data:
+            return {**data, "has_note": data.get("note") is not None}
+        return data
+
+    @model_validator(mode="after")
+    def _a_note_means_has_note(self) -> Self:
+        if self.note is not None and not self.has_note:
+            raise ValueError("a note is given but has_note is false")
+        return self
+
 
 def step_event_type(kind: StepKind) -> str:
     """The CloudEvents type of a step of a kind: `gridflow.incident.<kind>.v1`."""
@@ -46,9 +76,10 @@ def step_event_id(incident_id: str, seq: int) -> str:
     return f"{incident_id}:{seq}"
 
 
-def step_event_data(batch: StepBatch, step: Step) -> StepEventData:
-    """A step with its incident's context."""
-    return StepEventData.in_context(batch, step)
+def step_event_data(batch: StepBatch, step: Step, *, include_notes: bool = False) -> StepEventData:
+    """A step with its incident's context; its note's text only if `include_notes` (`has_note` either way)."""
+    data = StepEventData.in_context(batch, step)
+    return data if include_notes else data.model_copy(update={"note": None})
 
 
 #: The step kind of each lifecycle event type: `gridflow.incident.<kind>.v1`.
@@ -59,8 +90,9 @@ def read_step_event(
     key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes | None]], max_bytes: int
 ) -> StepEventData:
     """A lifecycle event's data, from a record of the events topic (structured mode, as gridflow
-    publishes it). Raises EventRejected with the reason; its message names no content (the data may
-    hold a person's words)."""
+    publishes it), with or without its note's text (`has_note` is taken as the note's presence when an
+    older event lacks it). Raises EventRejected with the reason; its message names no content (the data
+    may hold a person's words)."""
     if value is not None and len(value) > max_bytes:
         raise EventRejected(ErrorType.OVERSIZED, f"value is {len(value)} bytes, more than {max_bytes}")
     content_type = next(
@@ -107,8 +139,9 @@ def read_step_event(
     return step
 
 
-def step_events(batch: StepBatch) -> list[KafkaMessage]:
-    """One structured-mode message (key, value, headers) per step of the batch, in order."""
+def step_events(batch: StepBatch, *, include_notes: bool = False) -> list[KafkaMessage]:
+    """One structured-mode message (key, value, headers) per step of the batch, in order; the notes'
+    text only if `include_notes` (the operator's GRIDFLOW_EVENTS_INCLUDE_NOTES)."""
     messages: list[KafkaMessage] = []
     for step in batch.steps:
         attributes: dict[str, ExtensionValue] = {
@@ -118,7 +151,7 @@ def step_events(batch: StepBatch) -> list[KafkaMessage]:
             "subject": batch.incident_id,
             "time": format_time(step.at),
         }
-        data = step_event_data(batch, step).model_dump(mode="json")
+        data = step_event_data(batch, step, include_notes=include_notes).model_dump(mode="json")
         messages.append(structured_message(attributes, data, batch.incident_id))
     return messages
 

@@ -74,7 +74,22 @@ class BridgeMetrics:
         )
         self.consumer_lag = Gauge(
             "gridflow_bridge_consumer_lag",
-            "Messages between the group's committed offset and the end of a partition this bridge owns.",
+            "Messages between the group's committed offset and the end of a partition this bridge owns, "
+            "as last measured: while the broker is out of reach the figure is not refreshed "
+            "(see gridflow_bridge_consumer_lag_measured_timestamp_seconds).",
             ["partition"],
+            registry=registry,
+        )
+        self.consumer_lag_measured = Gauge(
+            "gridflow_bridge_consumer_lag_measured_timestamp_seconds",
+            "When the partition's gridflow_bridge_consumer_lag figure was measured (Unix time): "
+            "time() minus this is how stale it is.",
+            ["partition"],
+            registry=registry,
+        )
+        self.broker_reachable = Gauge(
+            "gridflow_bridge_broker_reachable",
+            "1 while the Kafka broker has answered this bridge within the last session timeout, 0 once "
+            "it has not (the bridge is then not ready, and its lag figures are stale).",
             registry=registry,
         )

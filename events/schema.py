@@ -42,8 +42,9 @@ from gridflow.domain.lifecycle import StepKind
 JSON_SCHEMA_DIALECT: Final = "https://json-schema.org/draft/2020-12/schema"
 ASYNCAPI_VERSION: Final = "3.0.0"
 KAFKA_BINDING_VERSION: Final = "0.5.0"
-#: The version of the event contract the documents describe.
-CONTRACT_VERSION: Final = "1.0.0"
+#: The version of the event contract the documents describe (1.1: lifecycle steps carry `has_note`, and
+#: their `note` is null unless the operator publishes notes).
+CONTRACT_VERSION: Final = "1.1.0"
 
 ENVELOPE_SCHEMA_FILE: Final = "cloudevent-envelope.schema.json"
 STEP_SCHEMA_FILE: Final = "lifecycle-step.v1.schema.json"
@@ -263,7 +264,9 @@ def asyncapi_document() -> Document:
                 "title": "Outbound lifecycle events",
                 "description": (
                     "One structured-mode CloudEvent per step of an incident's timeline, keyed by incident id,"
-                    f" from {LIFECYCLE_SOURCE}, id <incident_id>:<seq> (a retry repeats it)."
+                    f" from {LIFECYCLE_SOURCE}, id <incident_id>:<seq> (a retry repeats it). A step's note "
+                    "(people's own words) is null unless the operator publishes notes "
+                    "(GRIDFLOW_EVENTS_INCLUDE_NOTES); has_note says whether there is one."
                 ),
                 "messages": {"lifecycleStep": {"$ref": "#/components/messages/lifecycleStep"}},
                 "bindings": {
@@ -308,6 +311,12 @@ def asyncapi_document() -> Document:
                     "name": "lifecycleStep",
                     "title": f"{TYPE_PREFIX}<step kind>.v1",
                     "summary": "A step of an incident's life (no personal data of the reporter).",
+                    "description": (
+                        "data.note holds what a person wrote with the step (a handler's name, a "
+                        "resolution, a progress note, a resident's comment), which may be personal data: "
+                        "it is null unless the operator sets GRIDFLOW_EVENTS_INCLUDE_NOTES. data.has_note "
+                        "is always there and says whether the step has a note."
+                    ),
                     "contentType": STRUCTURED_CONTENT_TYPE,
                     "payload": {
                         "allOf": [

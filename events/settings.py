@@ -33,6 +33,13 @@ class KafkaSettings(BaseModel):
     kafka_fetch_max_wait_ms: int = Field(100, description="how long the broker waits for more data to fetch")
     incidents_topic: str = Field("gridflow.incidents", description="inbound events")
     events_topic: str = Field("gridflow.incident-events", description="lifecycle events out")
+    # Off by default: every consumer of the events topic would get people's own words (a resident's
+    # comment often holds a name, a phone number or an address), and Kafka does not encrypt them.
+    events_include_notes: bool = Field(
+        False,
+        description="put the words people wrote (handlers' names, resolutions, progress notes, residents' "
+        "comments) in lifecycle events; off: `note` is null and `has_note` says one was written",
+    )
     dlq_topic: str = Field("gridflow.incidents.dlq", description="dead letters")
     consumer_group: str = Field("gridflow-bridge", description="the bridge's consumer group")
     topic_partitions: int = Field(6, description="partitions of the topics gridflow creates when missing")

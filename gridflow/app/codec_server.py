@@ -43,8 +43,9 @@ log = structlog.get_logger(__name__)
 #: The environment variable with the token clients must send in `Authorization` (optional).
 TOKEN_ENV = "GRIDFLOW_CODEC_SERVER_TOKEN"
 
-#: The origin of the Temporal Web UI of `gridflow dev` (the dev server's UI port).
-DEFAULT_CORS_ORIGIN = "http://localhost:8233"
+#: The origins of the Temporal Web UI of `gridflow dev` (the dev server's UI port): its banner gives
+#: 127.0.0.1, and a browser may be pointed at localhost; they are different origins to CORS.
+DEFAULT_CORS_ORIGIN = "http://127.0.0.1:8233,http://localhost:8233"
 
 # Temporal caps a payload at 2 MiB by default and the UI decodes an event's payloads at a time; a
 # limit well above that keeps a stray client from making the server buffer arbitrary amounts.

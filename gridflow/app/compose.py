@@ -29,7 +29,7 @@ from events.metrics import BridgeMetrics
 from gridflow.app.metrics_server import Readiness, serve_metrics
 from gridflow.app.open_incidents import OpenIncidentsGauge, publish_open_incidents
 from gridflow.app.settings import Settings
-from gridflow.app.temporal import connect, sdk_metrics_runtime
+from gridflow.app.temporal import connect, require_keys, sdk_metrics_runtime
 from gridflow.domain.rules.loader import RulesSource
 from workflows.incident import IncidentWorkflow
 
@@ -80,8 +80,10 @@ def process_registry() -> CollectorRegistry:
 async def run_worker(settings: Settings, stop: asyncio.Event, rules: RulesSource | None = None) -> None:
     """Run a production worker until `stop` is set: Kafka lifecycle events, metrics, open-incident gauge.
 
-    Raises if the Temporal worker fails (cannot start, or dies), once the rest is stopped.
+    Raises KeysRequiredError without codec keys (unless the settings allow plaintext), and raises if
+    the Temporal worker fails (cannot start, or dies), once the rest is stopped.
     """
+    require_keys(settings, "the worker")
     runtime = sdk_metrics_runtime(settings) if settings.sdk_metrics_port else None
     client = await connect(settings, runtime=runtime)
     rules = rules or RulesSource(settings.rules_file)
@@ -124,7 +126,10 @@ async def run_worker(settings: Settings, stop: asyncio.Event, rules: RulesSource
 
 def step_sinks(settings: Settings, producer: KafkaProducer) -> list[StepSink]:
     """Where a production worker's lifecycle steps go (besides the metrics): the log and Kafka."""
-    return [LogSink(), KafkaStepSink(producer, settings.events_topic)]
+    return [
+        LogSink(),
+        KafkaStepSink(producer, settings.events_topic, include_notes=settings.events_include_notes),
+    ]
 
 
 def build_bridge(
@@ -140,7 +145,9 @@ def build_bridge(
 
 async def run_bridge(settings: Settings, stop: asyncio.Event) -> None:
     """Run a bridge process until `stop` is set (`gridflow bridge`): its own metrics endpoint, ready once
-    the bridge is in its consumer group."""
+    the bridge is in its consumer group. Raises KeysRequiredError without codec keys (unless the
+    settings allow plaintext): the bridge writes reports and lifecycle commands into Temporal."""
+    require_keys(settings, "the bridge")
     registry = process_registry()
     readiness = Readiness()
     with serve_metrics(settings, registry, readiness):

@@ -5,6 +5,11 @@ directory), then runs gridflow's own parts in this process as named async compon
 signature `run(settings, stop)`: the worker first, then the Kafka bridge, the archiver (on a SQLite file
 in the state directory), any added components, then the optional demo. Stopping goes the other way:
 demo, components, archiver, bridge, worker, then the servers.
+
+Payloads are encrypted as in production: with GRIDFLOW_CODEC_KEYS when it is set, else with a key the
+stack makes on its first start in the state directory (`codec.keys`, mode 0600) and reuses afterwards,
+so the histories of earlier runs stay readable. A codec server in this process, on 127.0.0.1, decrypts
+them for the dev server's Web UI (started with `--ui-codec-endpoint` pointing at it).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import structlog
 import yaml
 from kafka import KafkaProducer
 from prometheus_client import CollectorRegistry
+from pydantic import SecretStr
 from temporalio.client import Client
 from temporalio.service import RPCError
 
@@ -42,10 +48,12 @@ from events.metrics import BridgeMetrics
 from gridflow.app.archiver import ArchiverMetrics, run_archiver
 from gridflow.app.binaries import find_binary
 from gridflow.app.broker import tansu_command
+from gridflow.app.codec import Keyring, KeyringError, generate_key
+from gridflow.app.codec_server import CodecServer, start_codec_server
 from gridflow.app.compose import build_bridge, build_worker, process_registry, step_sinks
 from gridflow.app.metrics_server import Readiness, serve_metrics
 from gridflow.app.open_incidents import OpenIncidentsGauge, publish_open_incidents
-from gridflow.app.settings import Settings
+from gridflow.app.settings import Settings, env_name, revealed
 from gridflow.app.temporal import connect, register_search_attributes
 from gridflow.domain.incident import Incident, Location, Priority, Rating, Reporter
 from gridflow.domain.lifecycle import (
@@ -66,6 +74,8 @@ Component = Callable[[Settings, asyncio.Event], Awaitable[None]]
 
 HOST = "127.0.0.1"
 ARCHIVE_FILE = "archive.db"
+#: The dev stack's own payload key (when GRIDFLOW_CODEC_KEYS is not set), in the state directory.
+KEY_FILE = "codec.keys"
 TAIL_LINES = 20
 
 T = TypeVar("T")
@@ -112,6 +122,7 @@ class DevStack:
     temporal_port: int = 7233
     ui_port: int = 8233
     kafka_port: int = 9092
+    codec_port: int = 8081
     metrics_port: int = 9464
     prometheus_port: int | None = 9090  # None: do not start Prometheus
     rules: RulesSource | None = None
@@ -130,6 +141,10 @@ class DevStack:
     _failure: str | None = field(default=None, init=False)
     _stopping: bool = field(default=False, init=False)
     _metrics: contextlib.AbstractContextManager[str] | None = field(default=None, init=False)
+    _codec: CodecServer | None = field(default=None, init=False)
+    # The file the payload key came from; None when it came from GRIDFLOW_CODEC_KEYS (or before start).
+    key_file: Path | None = field(default=None, init=False)
+    keyring: Keyring | None = field(default=None, init=False)
     readiness: Readiness = field(default_factory=Readiness, init=False)
     # The worker and the bridge share this process, so they share its registry and its endpoint.
     registry: CollectorRegistry = field(default_factory=process_registry, init=False)
@@ -194,6 +209,11 @@ class DevStack:
         return f"{HOST}:{self.kafka_port}"
 
     @property
+    def codec_url(self) -> str:
+        """The codec server the Web UI decrypts payloads through."""
+        return f"http://{HOST}:{self.codec_port}"
+
+    @property
     def metrics_url(self) -> str:
         """Where the metrics endpoint will be."""
         return f"http://{HOST}:{self.metrics_port}/metrics"
@@ -217,6 +237,8 @@ class DevStack:
             f"task queue {self.settings.task_queue})",
             f"  Kafka bootstrap   {self.kafka_bootstrap}",
             f"  Metrics           {self.metrics_url}",
+            f"  Codec server      {self.codec_url}  (the Temporal UI shows payloads decrypted through it)",
+            f"  Payload keys      {self._keys_line()}",
             f"  Prometheus        {self._prometheus_line()}",
             f"  Kafka topics      {self.settings.incidents_topic} (in), {self.settings.events_topic} (out), "
             f"{self.settings.dlq_topic} (dead letters)",
@@ -230,6 +252,16 @@ class DevStack:
             "  Stop              Ctrl-C (or SIGTERM)",
         ]
         return "\n".join(lines)
+
+    def _keys_line(self) -> str:
+        key_id = self.keyring.current_id if self.keyring else "?"
+        if self.key_file is None:
+            return f"{env_name('codec_keys')} (current key {key_id})"
+        # Other gridflow commands on this stack need the same key to read or write its incidents.
+        return (
+            f"{self.key_file}  (key {key_id}; for other commands: "
+            f"export {env_name('codec_keys')}=$(cat {self.key_file}))"
+        )
 
     @property
     def archive_url(self) -> str:
@@ -267,6 +299,7 @@ class DevStack:
             (self.temporal_port, "--temporal-port"),
             (self.ui_port, "--ui-port"),
             (self.kafka_port, "--kafka-port"),
+            (self.codec_port, "--codec-port"),
             *(
                 [(self.prometheus_port, "--prometheus-port")]
                 if self.prometheus_port and shutil.which("prometheus")
@@ -274,7 +307,9 @@ class DevStack:
             ),
         ):
             _ensure_free(port, flag)
+        self._use_keys()
         try:
+            await self._start_codec_server()
             await self._start_temporal()
             await self._start_kafka()
             await self._start_prometheus()
@@ -342,6 +377,33 @@ class DevStack:
         if self._metrics is not None:
             self._metrics.__exit__(None, None, None)
             self._metrics = None
+        if self._codec is not None:
+            await self._codec.close()
+            self._codec = None
+
+    # ------------------------------------------------------------------ payload encryption
+
+    def _use_keys(self) -> None:
+        """Encrypt with GRIDFLOW_CODEC_KEYS if set, else with the state directory's key (made if new)."""
+        keys = revealed(self.settings.codec_keys)
+        if keys and keys.strip():
+            source = env_name("codec_keys")
+        else:
+            self.key_file = self.state_dir / KEY_FILE
+            keys = read_or_make_key_file(self.key_file)
+            source = str(self.key_file)
+            self.settings = self.settings.model_copy(update=dict(codec_keys=SecretStr(keys)))
+        try:
+            self.keyring = Keyring.parse(keys, source=source)
+        except KeyringError as exc:
+            raise DevStackError(str(exc)) from None
+
+    async def _start_codec_server(self) -> None:
+        assert self.keyring is not None
+        # The dev UI's page is on 127.0.0.1 (as the banner gives it) or localhost: both may call. No
+        # token: the UI cannot send a static one, and the server listens on loopback only.
+        origins = [f"http://{HOST}:{self.ui_port}", f"http://localhost:{self.ui_port}"]
+        self._codec = await start_codec_server(self.keyring, HOST, self.codec_port, origins)
 
     # ------------------------------------------------------------------ servers
 
@@ -360,6 +422,9 @@ class DevStack:
             str(self.state_dir / "temporal.db"),
             "--log-level",
             "warn",
+            # The UI (in the browser) decrypts payloads through the codec server.
+            "--ui-codec-endpoint",
+            self.codec_url,
         ]
         if self.settings.temporal_namespace != "default":
             argv += ["--namespace", self.settings.temporal_namespace]
@@ -559,6 +624,28 @@ class DevStack:
 
 
 # ---------------------------------------------------------------------- process helpers
+
+
+def read_or_make_key_file(path: Path, key_id: str | None = None) -> str:
+    """The keys in `path` (`id:base64key`, as `gridflow codec keygen` prints); a new key there if the
+    file does not exist yet (mode 0600: only this user may read it).
+
+    Kept across runs: a new key on every start would leave the histories of earlier runs unreadable.
+    """
+    try:
+        # O_EXCL: two stacks starting at once on one directory cannot each write a different key.
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            path.chmod(0o600)
+            log.warning("the dev stack's key file was readable by others: made 0600", path=str(path))
+        return path.read_text(encoding="ascii").strip()
+    entry = f"{key_id or 'dev-' + datetime.now(UTC).strftime('%Y%m%d')}:{generate_key()}"
+    with os.fdopen(descriptor, "w", encoding="ascii") as file:
+        file.write(entry + "\n")
+    log.info("payload key made", path=str(path))
+    return entry
 
 
 def _write_prometheus_config(state_dir: Path, metrics_port: int) -> Path:
@@ -767,6 +854,7 @@ _EVENT_TYPES: dict[type, str] = {
 
 
 __all__ = [
+    "KEY_FILE",
     "Component",
     "DevStack",
     "DevStackError",
@@ -774,5 +862,6 @@ __all__ = [
     "demo_incidents",
     "demo_name",
     "demo_rules",
+    "read_or_make_key_file",
     "run_demo",
 ]

@@ -53,10 +53,15 @@ class Settings(BridgeSettings, ArchiveSettings, BaseSettings):
     codec_keys: SecretStr | None = Field(
         None,
         description="AES-256-GCM keys for payloads in Temporal, `id:base64key,...`, current first "
-        "(unset: no encryption)",
+        "(unset: the worker and the bridge refuse to start; `gridflow dev` makes its own)",
     )
     codec_server_token: SecretStr | None = Field(
         None, description="the `Authorization` value `gridflow codec-server` requires"
+    )
+    allow_plaintext: bool = Field(
+        False,
+        description="let the worker and the bridge run without GRIDFLOW_CODEC_KEYS, payloads in clear "
+        "(for tests and local experiments only)",
     )
     # The process
     rules_file: str | None = Field(

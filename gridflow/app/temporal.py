@@ -11,7 +11,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 
 from gridflow.app.codec import Keyring, data_converter
-from gridflow.app.settings import Settings, revealed
+from gridflow.app.settings import Settings, env_name, revealed
 from workflows import search_attributes
 
 
@@ -43,6 +43,28 @@ async def connect(settings: Settings, *, lazy: bool = False, runtime: Runtime | 
         api_key=revealed(settings.temporal_api_key),
         lazy=lazy,
         runtime=runtime,
+    )
+
+
+class KeysRequiredError(RuntimeError):
+    """A process that writes personal data into Temporal was started without encryption keys."""
+
+
+def require_keys(settings: Settings, what: str) -> None:
+    """Refuse to run `what` (a process or command that writes incident payloads into Temporal) without
+    GRIDFLOW_CODEC_KEYS, unless GRIDFLOW_ALLOW_PLAINTEXT says payloads in clear are wanted.
+
+    Without keys, residents' names and phones would sit in Temporal's history in clear (its payloads
+    are only base64 JSON), readable by anyone with access to the server or its database.
+    """
+    if settings.codec_keys is not None and settings.codec_keys.get_secret_value().strip():
+        return
+    if settings.allow_plaintext:
+        return
+    raise KeysRequiredError(
+        f"{what} refuses to write incident payloads into Temporal in clear: set "
+        f"{env_name('codec_keys')} (make a key with `gridflow codec keygen --id k1`), or "
+        f"{env_name('allow_plaintext')}=true for tests and local experiments only"
     )
 
 

@@ -2,7 +2,7 @@
 
 This is the schema the migrations (gridflow/archive/migrations/) build; a test holds the two equal.
 No free text is kept: a step's `note` (handlers' names, resolutions, residents' comments) never reaches
-the archive, and nothing about the reporter ever does.
+the archive, only whether there was one (`has_note`), and nothing about the reporter ever does.
 """
 
 from __future__ import annotations
@@ -97,7 +97,8 @@ incidents = Table(
     Index(None, "reported_at"),
 )
 
-#: One row per step: every field of the step but its free-text `note`; the context is the incident's.
+#: One row per step: every field of the step but its free-text `note` (`has_note` says whether it had
+#: one); the context is the incident's.
 incident_steps = Table(
     "incident_steps",
     metadata,
@@ -121,6 +122,8 @@ incident_steps = Table(
     Column("elapsed_seconds", Float),  # accepted: since dispatch at the level; resolved: since reported
     Column("escalations", Integer),  # closed: how many times the incident went up a level
     Column("event_at", UTCDateTime()),  # when the upstream app says it happened, if it said
+    # Whether someone wrote a note with the step (its words are never kept); null: archived before 0002.
+    Column("has_note", Boolean),
     UniqueConstraint("incident_id", "seq"),
     # The report reads a period's steps in this order.
     Index(None, "at", "incident_id", "seq"),

@@ -271,8 +271,11 @@ def unstorable(step: IncidentStep) -> str | None:
 
 
 def _step_row(step: IncidentStep) -> dict[str, Any]:
-    values = step.model_dump(include=set(_STEP_COLUMNS) - {"elapsed_seconds"})
+    values = step.model_dump(include=set(_STEP_COLUMNS) - {"elapsed_seconds", "has_note"})
     values["elapsed_seconds"] = step.elapsed.total_seconds() if step.elapsed is not None else None
+    # A lifecycle event says whether its step has a note even when the words were not published
+    # (`has_note`); a step of the domain's says it by its note.
+    values["has_note"] = bool(getattr(step, "has_note", False)) or step.note is not None
     values["event_id"] = step_event_id(step.incident_id, step.seq)
     values["incident_id"] = step.incident_id
     return values
@@ -282,6 +285,7 @@ def _step(row: Row[Any]) -> IncidentStep:
     values = dict(row._mapping)
     seconds = values.pop("elapsed_seconds")
     values.pop("event_id")
+    values.pop("has_note")  # the words are not kept: the step reads back with no note either way
     values["elapsed"] = timedelta(seconds=seconds) if seconds is not None else None
     return IncidentStep.model_validate(values)
 

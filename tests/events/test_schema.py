@@ -119,6 +119,41 @@ def test_outbound_step_data_validates_against_the_step_schema(exported: dict[str
     assert "incident_id" in load(exported[STEP_SCHEMA_FILE])["required"]
 
 
+def test_the_step_schema_takes_a_step_with_or_without_its_notes_text(exported: dict[str, Path]) -> None:
+    from datetime import UTC, datetime
+
+    schema = load(exported[STEP_SCHEMA_FILE])
+    check = validator(schema)
+    step = Step(
+        seq=1,
+        kind=StepKind.FEEDBACK,
+        at=datetime(2026, 11, 23, 8, tzinfo=UTC),
+        status=Status.RESOLVED,
+        note="Zhao Lanying says thanks",
+    )
+    batch = StepBatch(
+        incident_id="inc-7",
+        category="street_lamp",
+        priority=Priority.LOW,
+        district_id="d-1",
+        rule_name=None,
+        rules_version=None,
+        steps=[step],
+    )
+    for include_notes in (False, True):
+        [(_, value, _)] = step_events(batch, include_notes=include_notes)
+        data = json.loads(value)["data"]
+        check.validate(data)
+        assert data["has_note"] is True
+    assert {"note", "has_note"} <= set(schema["required"])
+    assert schema["properties"]["has_note"]["type"] == "boolean"
+    assert "GRIDFLOW_EVENTS_INCLUDE_NOTES" in schema["properties"]["note"]["description"]
+    with pytest.raises(ValidationError):  # has_note is always there
+        check.validate({key: value for key, value in data.items() if key != "has_note"})
+    lifecycle_step = asyncapi_document()["components"]["messages"]["lifecycleStep"]
+    assert "GRIDFLOW_EVENTS_INCLUDE_NOTES" in lifecycle_step["description"]
+
+
 def test_the_asyncapi_document_names_the_three_topics(exported: dict[str, Path]) -> None:
     text = exported[ASYNCAPI_FILE].read_text(encoding="utf-8")
     assert "&id" not in text  # plain YAML, no anchors and aliases

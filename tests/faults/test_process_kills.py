@@ -36,6 +36,7 @@ from events.cloudevents import encode_structured, make_event
 from events.dead_letters import read_dead_letters
 from events.kafka import client_config, ensure_topics, make_producer
 from events.lifecycle import step_event_id, step_event_type
+from gridflow.app.codec import Keyring, data_converter
 from gridflow.app.settings import Settings
 from gridflow.domain.incident import EscalationReason, Outcome, Status, workflow_id_for
 from gridflow.domain.lifecycle import Accept, ClockKind, IncidentState, Resolve, Step, StepKind
@@ -64,6 +65,13 @@ ONCE = {
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def with_codec(client: Client, keys: str) -> Client:
+    """The same connection, encrypting and decrypting payloads with the processes' keys."""
+    return Client(
+        client.service_client, namespace=client.namespace, data_converter=data_converter(Keyring.parse(keys))
+    )
 
 
 async def counted(client: Client, query: str) -> int:
@@ -182,6 +190,7 @@ async def test_a_worker_killed_mid_escalations_and_feedback_windows_continues_ev
     client = dev_server_env.client
     await asyncio.to_thread(ensure_topics, settings)
     scenario = Scenario(settings, client.service_client.config.target_host, client.namespace, tmp_path)
+    client = with_codec(client, scenario.keys)  # the processes encrypt: this test reads and writes too
     scenario.env["GRIDFLOW_RULES_FILE"] = str(DEMO_RULES)
     queue = settings.task_queue
     in_queue = f"TaskQueue = '{queue}'"
@@ -401,6 +410,7 @@ async def test_a_bridge_killed_at_random_points_while_events_flow_loses_and_doub
     client = dev_server_env.client
     await asyncio.to_thread(ensure_topics, settings)
     scenario = Scenario(settings, client.service_client.config.target_host, client.namespace, tmp_path)
+    client = with_codec(client, scenario.keys)  # the processes encrypt: this test reads and writes too
     queue = settings.task_queue
     in_queue = f"TaskQueue = '{queue}'"
     rng = random.Random(SEED)

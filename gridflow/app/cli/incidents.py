@@ -48,7 +48,7 @@ from workflows.client import incident_state, report_incident, send_command
 async def report(args: argparse.Namespace, settings: Settings) -> int:
     """`gridflow incident report FILE`: start the incident's workflow (again: nothing)."""
     incident = read_incident(args.file)
-    client = await connect_to_temporal(settings)
+    client = await connect_to_temporal(settings, writes="gridflow incident report")
     with temporal_errors(settings, incident.incident_id):
         reported = await report_incident(client, settings.task_queue, incident)
     what = f"incident {incident.incident_id} (workflow {incident.workflow_id}"
@@ -181,7 +181,7 @@ def _summary_line(summary: IncidentSummary) -> str:
 async def send_lifecycle_command(args: argparse.Namespace, settings: Settings) -> int:
     """`gridflow incident accept|progress|...|withdraw ID`: one lifecycle command; refused: exit 2."""
     command = _BUILDERS[args.action](args)
-    client = await connect_to_temporal(settings)
+    client = await connect_to_temporal(settings, writes=f"gridflow incident {args.action}")
     with temporal_errors(settings, args.id):
         summary = await send_command(client, args.id, command)
     print(_summary_line(summary))

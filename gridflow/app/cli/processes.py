@@ -15,6 +15,7 @@ from gridflow.app.cli.shared import (
     TEMPORAL,
     TEMPORAL_LOCAL,
     add_command,
+    fail,
     kafka_errors,
     metrics_port_errors,
     reach_kafka,
@@ -25,6 +26,7 @@ from gridflow.app.devstack import DevStack, demo_name, demo_rules, run_demo
 from gridflow.app.live_view import watch_live
 from gridflow.app.logs import configure_logging
 from gridflow.app.settings import Settings
+from gridflow.app.temporal import KeysRequiredError, require_keys
 
 #: The dev stack's full log, in its state directory.
 DEV_LOG = "gridflow.log"
@@ -53,6 +55,7 @@ async def dev(args: argparse.Namespace, settings: Settings) -> int:
         temporal_port=args.temporal_port,
         ui_port=args.ui_port,
         kafka_port=args.kafka_port,
+        codec_port=args.codec_port,
         metrics_port=settings.metrics_port,
         prometheus_port=args.prometheus_port if args.prometheus else None,
         rules=demo_rules() if args.demo else None,
@@ -72,6 +75,7 @@ async def dev(args: argparse.Namespace, settings: Settings) -> int:
 
 async def worker(args: argparse.Namespace, settings: Settings) -> int:
     """`gridflow worker`: run incident workflows on the task queue until SIGINT or SIGTERM."""
+    _require_keys(settings, "gridflow worker")
     # The worker publishes every step to Kafka: a missing broker is said in seconds, not after 30.
     await asyncio.to_thread(reach_kafka, settings)
     with temporal_errors(settings), kafka_errors(settings), metrics_port_errors(settings):
@@ -81,11 +85,20 @@ async def worker(args: argparse.Namespace, settings: Settings) -> int:
 
 async def bridge(args: argparse.Namespace, settings: Settings) -> int:
     """`gridflow bridge`: consume the incidents topic until SIGINT or SIGTERM."""
+    _require_keys(settings, "gridflow bridge")
     # Temporal may be down when a bridge starts (its client is lazy); Kafka must answer.
     await asyncio.to_thread(reach_kafka, settings)
     with kafka_errors(settings), metrics_port_errors(settings):
         await run_bridge(settings, stop_on_signals())
     return EXIT_OK
+
+
+def _require_keys(settings: Settings, what: str) -> None:
+    """Refuse in one line, before reaching any server, to write payloads into Temporal in clear."""
+    try:
+        require_keys(settings, what)
+    except KeysRequiredError as exc:
+        fail(str(exc))
 
 
 def add_dev(commands: Any) -> None:
@@ -100,7 +113,9 @@ def add_dev(commands: Any) -> None:
         "plays the handlers on the demo rules (limits of seconds). On a terminal, a live view shows the\n"
         "incidents in play, each step in words and the rates; elsewhere (or --no-live), log lines.\n"
         "Every log line also goes to STATE_DIR/gridflow.log (JSON); the servers' logs to STATE_DIR.\n"
-        "Ctrl-C stops everything.",
+        "Payloads are encrypted: with GRIDFLOW_CODEC_KEYS, or else a key made on the first start in\n"
+        "STATE_DIR/codec.keys (kept for later starts); a codec server on 127.0.0.1 lets the Web UI\n"
+        "show them decrypted. Ctrl-C stops everything.",
         [TEMPORAL_LOCAL, RULES],
     )
     parser.add_argument("--demo", action=argparse.BooleanOptionalAction, default=False, help="run the demo")
@@ -119,6 +134,13 @@ def add_dev(commands: Any) -> None:
     )
     parser.add_argument("--ui-port", type=int, default=8233, metavar="PORT", help="Temporal Web UI (8233)")
     parser.add_argument("--kafka-port", type=int, default=9092, metavar="PORT", help="Kafka broker (9092)")
+    parser.add_argument(
+        "--codec-port",
+        type=int,
+        default=8081,
+        metavar="PORT",
+        help="the codec server that decrypts payloads for the Web UI (8081)",
+    )
     parser.add_argument(
         "--prometheus",
         action=argparse.BooleanOptionalAction,
@@ -144,7 +166,8 @@ def add_worker(commands: Any) -> None:
         worker,
         "run a worker",
         "Run a worker for incident workflows on the task queue until SIGINT or SIGTERM.\n"
-        "The rules file is re-read when it changes.",
+        "The rules file is re-read when it changes. Payloads are encrypted with GRIDFLOW_CODEC_KEYS;\n"
+        "without them it refuses to start (GRIDFLOW_ALLOW_PLAINTEXT=true: tests and experiments only).",
         [TEMPORAL, KAFKA, RULES],
     ).set_defaults(core_logs=True)
 
@@ -158,6 +181,8 @@ def add_bridge(commands: Any) -> None:
         "run a Kafka -> Temporal bridge",
         "Consume the incidents topic in the consumer group and turn events into workflow starts and\n"
         "updates; unusable messages go to the dead-letter topic. Serves metrics on GRIDFLOW_METRICS_PORT\n"
-        "(give each process its own). Stops cleanly on SIGINT or SIGTERM.",
+        "(give each process its own). Stops cleanly on SIGINT or SIGTERM. Payloads are encrypted with\n"
+        "GRIDFLOW_CODEC_KEYS; without them it refuses to start (GRIDFLOW_ALLOW_PLAINTEXT=true: tests\n"
+        "and experiments only).",
         [TEMPORAL, KAFKA],
     ).set_defaults(core_logs=True)

@@ -10,6 +10,8 @@ import functools
 import logging
 import os
 import re
+import ssl
+import threading
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import Any, NoReturn
 
@@ -22,7 +24,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from events.kafka import client_config
 from gridflow.app.logs import FORMATS, LEVELS, configure_logging
 from gridflow.app.settings import Settings, add_setting_flag, env_name
-from gridflow.app.temporal import connect
+from gridflow.app.temporal import KeysRequiredError, connect, require_keys
 from gridflow.domain.rules import builtin_rule_set, load_rule_set
 from gridflow.domain.rules.model import RuleSet
 from workflows.client import TemporalErrorKind, classify_temporal_error
@@ -111,8 +113,14 @@ def _connect_failure(text: str) -> str:
     return reason[:1].lower() + reason[1:]
 
 
-async def connect_to_temporal(settings: Settings) -> Client:
-    """A client of the settings' Temporal; an unreachable server is a CommandError."""
+async def connect_to_temporal(settings: Settings, *, writes: str | None = None) -> Client:
+    """A client of the settings' Temporal; an unreachable server is a CommandError. A command that
+    `writes` incident payloads (its name) is refused without encryption keys (`require_keys`)."""
+    if writes is not None:
+        try:
+            require_keys(settings, writes)
+        except KeysRequiredError as exc:
+            fail(str(exc))
     with temporal_errors(settings):
         client = await connect(settings)
     return client
@@ -122,13 +130,78 @@ async def connect_to_temporal(settings: Settings) -> Client:
 
 #: How long a command waits for a broker to answer before it says it cannot reach one.
 KAFKA_CONNECT_TIMEOUT_S = 5.0
+#: How much longer reach_kafka waits for kafka-python to give up, before it stops waiting for it.
+_KAFKA_GIVE_UP_GRACE_S = 2.0
 _KAFKA_FLAG = "--kafka-bootstrap-servers"
+_TLS_PROTOCOLS = frozenset({"SSL", "SASL_SSL"})
 
 
-def _kafka_unreachable(settings: Settings, reason: str, flag: bool) -> str:
-    return f"cannot connect to Kafka at {settings.kafka_bootstrap_servers}: {reason} " + _set_it(
-        "kafka_bootstrap_servers", _KAFKA_FLAG if flag else None
-    )
+def _kafka_unreachable(settings: Settings, error: KafkaError | None, flag: bool) -> str:
+    """`cannot connect to Kafka at ...: why (what to set)`: a TLS refusal names the TLS setting to check,
+    anything else the bootstrap servers."""
+    where = f"cannot connect to Kafka at {settings.kafka_bootstrap_servers}: "
+    text = str(error.args[0]) if error is not None and error.args else ""
+    if refusal := _tls_refusal(settings, text, flag):
+        return where + refusal
+    reason = _kafka_reason(error) if error is not None else "no broker answered"
+    to_set = _set_it("kafka_bootstrap_servers", _KAFKA_FLAG if flag else None)
+    if reason == "socket disconnected":  # closed at once: often one side speaks TLS and the other not
+        to_set = f"({_disconnect_hint(settings)}; else {to_set[1:-1]})"
+    return f"{where}{reason} {to_set}"
+
+
+# kafka-python's `Handshake failed: [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: <why>
+# (_ssl.c:1006)`: <why> is what a person needs.
+_SSL_NOISE = re.compile(r"^(?:Handshake failed: )?(?:\[\w+: \w+\] )?(?:certificate verify failed: )?")
+_SSL_WHERE = re.compile(r" \(_ssl\.c:\d+\)$")
+_NOT_VALID_FOR = re.compile(r"not valid for '([^']+)'")
+# OpenSSL's words for a certificate that no trusted CA signed (another CA, none given, a CA remade).
+_UNTRUSTED = ("local issuer", "issuer certificate", "signature failure", "self-signed", "self signed")
+# TLS alerts a broker sends about the client's certificate (mutual TLS).
+_CLIENT_CERT_ALERTS = ("certificate required", "bad certificate", "unknown ca", "certificate unknown")
+
+
+def _tls_refusal(settings: Settings, text: str, flag: bool) -> str | None:
+    """Why a TLS handshake failed and which setting to check, or None when `text` is no TLS error."""
+    if "Handshake failed" not in text and "[SSL" not in text:
+        return None
+    reason = _SSL_WHERE.sub("", _SSL_NOISE.sub("", text))
+    cafile = settings.kafka_ssl_cafile
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        if match := _NOT_VALID_FOR.search(reason):
+            return (
+                f"certificate verification failed: the broker's certificate is not for host name "
+                f"{match[1]} (connect by a name it is for: "
+                f"{_set_it('kafka_bootstrap_servers', _KAFKA_FLAG if flag else None)[1:-1]}, "
+                "and the brokers' advertised listeners)"
+            )
+        if any(words in reason for words in _UNTRUSTED):
+            trusted = f"the CA in {cafile}" if cafile else "a CA this system trusts"
+            return (
+                f"certificate verification failed: the broker's certificate is not signed by {trusted} "
+                f"({reason}) (set {env_name('kafka_ssl_cafile')} to the CA that signed it)"
+            )
+        return (
+            f"certificate verification failed: {reason} "
+            f"(check the broker's certificate and {env_name('kafka_ssl_cafile')})"
+        )
+    if any(alert in reason.lower() for alert in _CLIENT_CERT_ALERTS):
+        return (
+            f"the broker refused the client certificate: {reason} (set {env_name('kafka_ssl_certfile')} "
+            f"and {env_name('kafka_ssl_keyfile')} to one its CA signed)"
+        )
+    return f"TLS handshake failed: {reason} (check {env_name('kafka_security_protocol')} and the TLS files)"
+
+
+def _disconnect_hint(settings: Settings) -> str:
+    if settings.kafka_security_protocol not in _TLS_PROTOCOLS:
+        return f"if the brokers speak TLS: set {env_name('kafka_security_protocol')}=SSL"
+    if not settings.kafka_ssl_certfile:
+        return (
+            f"if the brokers require a client certificate: set {env_name('kafka_ssl_certfile')} "
+            f"and {env_name('kafka_ssl_keyfile')}"
+        )
+    return f"the brokers may not accept the client certificate in {settings.kafka_ssl_certfile}"
 
 
 @contextlib.contextmanager
@@ -138,11 +211,11 @@ def kafka_errors(settings: Settings, *, flag: bool = True) -> Iterator[None]:
     try:
         yield
     except KafkaConnectionError as exc:
-        fail(_kafka_unreachable(settings, _kafka_reason(exc), flag))
+        fail(_kafka_unreachable(settings, exc, flag))
     except KafkaTimeoutError as exc:
         # kafka-python 3 says a missing broker so (2.x raised NoBrokersAvailable, gone in 3).
         if "Unable to bootstrap" in str(exc):
-            fail(_kafka_unreachable(settings, "no broker answered", flag))
+            fail(_kafka_unreachable(settings, None, flag))
         fail(f"Kafka at {settings.kafka_bootstrap_servers} did not answer in time: {_kafka_text(exc)}")
     except KafkaError as exc:
         fail(f"Kafka at {settings.kafka_bootstrap_servers} answered: {_kafka_text(exc)}")
@@ -153,18 +226,98 @@ def reach_kafka(settings: Settings, *, flag: bool = True) -> None:
 
     Left to themselves, kafka-python's clients retry a missing broker for 30 s (some calls for ever
     once an API version is set) and log every attempt. Commands ask this first, with kafka-python's
-    lines held back (unless --log-level debug), and say why in one line: refused, no such host, ...
+    lines held back (unless --log-level debug), and say why in one line: refused, no such host, a
+    certificate that does not verify, ...
     """
+    _check_tls_files(settings)
     with _kafka_attempts(quiet=settings.log_level != "debug") as attempts:
         try:
-            admin = KafkaAdminClient(
-                **client_config(settings), bootstrap_timeout_ms=int(KAFKA_CONNECT_TIMEOUT_S * 1000)
+            admin = _within(
+                KAFKA_CONNECT_TIMEOUT_S + _KAFKA_GIVE_UP_GRACE_S,
+                lambda: KafkaAdminClient(
+                    **client_config(settings), bootstrap_timeout_ms=int(KAFKA_CONNECT_TIMEOUT_S * 1000)
+                ),
             )
         except KafkaError as exc:
             # A timeout says only that it gave up; the last attempt's error says why.
             why = attempts.failure or (None if isinstance(exc, KafkaTimeoutError) else exc)
-            fail(_kafka_unreachable(settings, _kafka_reason(why) if why else "no broker answered", flag))
+            fail(_kafka_unreachable(settings, why, flag))
+        if admin is None:
+            fail(_kafka_stuck(settings, attempts.failure, flag))
         admin.close()
+
+
+def _within(seconds: float, make: Callable[[], KafkaAdminClient]) -> KafkaAdminClient | None:
+    """`make()`, or None when it has not returned within `seconds` (its error raised here).
+
+    kafka-python 3 bounds the TCP connect and the bootstrap, not the TLS handshake: a TLS client on a
+    plaintext port waits for the broker's handshake for ever. The call runs in a daemon thread, left
+    behind when it hangs (the command then ends).
+    """
+    outcome: list[KafkaAdminClient | BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(make())
+        except BaseException as exc:  # handed to the caller's thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, name="reach-kafka", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if not outcome:
+        return None
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]
+
+
+def _kafka_stuck(settings: Settings, failure: KafkaConnectionError | None, flag: bool) -> str:
+    if failure is not None:  # an earlier attempt failed for a reason: that one
+        return _kafka_unreachable(settings, failure, flag)
+    where = f"cannot connect to Kafka at {settings.kafka_bootstrap_servers}: "
+    if settings.kafka_security_protocol in _TLS_PROTOCOLS:
+        return where + (
+            f"no TLS handshake within {KAFKA_CONNECT_TIMEOUT_S:.0f} s: does the broker speak TLS on this "
+            f"port? (check {env_name('kafka_security_protocol')}, and "
+            f"{_set_it('kafka_bootstrap_servers', _KAFKA_FLAG if flag else None)[1:-1]})"
+        )
+    return _kafka_unreachable(settings, None, flag)
+
+
+def _check_tls_files(settings: Settings) -> None:
+    """The TLS files, loaded as kafka-python will: a missing or unusable one named here, in one line.
+
+    Left to kafka-python, a CA file that cannot be read fails each attempt before it is logged, and
+    the command could only say that no broker answered.
+    """
+    if settings.kafka_security_protocol not in _TLS_PROTOCOLS:
+        return
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    cafile, certfile, keyfile = (
+        settings.kafka_ssl_cafile,
+        settings.kafka_ssl_certfile,
+        settings.kafka_ssl_keyfile,
+    )
+    if cafile:
+        with _tls_file_errors(f"the CA file {cafile}", env_name("kafka_ssl_cafile")):
+            context.load_verify_locations(cafile)
+    if certfile:
+        files = f"{certfile} and {keyfile}" if keyfile else certfile
+        to_set = f"{env_name('kafka_ssl_certfile')} and {env_name('kafka_ssl_keyfile')}"
+        with _tls_file_errors(f"the client certificate {files}", to_set):
+            context.load_cert_chain(certfile, keyfile)
+
+
+@contextlib.contextmanager
+def _tls_file_errors(what: str, to_set: str) -> Iterator[None]:
+    try:
+        yield
+    except ssl.SSLError as exc:  # not PEM, a key that does not match, ...
+        reason = _SSL_WHERE.sub("", _SSL_NOISE.sub("", str(exc)))
+        fail(f"cannot use {what} for Kafka TLS: {reason} (set {to_set})")
+    except OSError as exc:
+        fail(f"cannot use {what} for Kafka TLS: {(exc.strerror or str(exc)).lower()} (set {to_set})")
 
 
 class _Attempts(logging.Handler):

@@ -172,6 +172,31 @@ async def test_every_step_on_the_topic_is_archived_once(kafka_bootstrap: str, da
     assert not archiver.readiness  # stopped: no longer ready
 
 
+async def test_a_step_whose_note_was_withheld_or_published_is_archived_saying_it_had_one_never_its_words(
+    kafka_bootstrap: str, database: Database
+) -> None:
+    settings = archiver_settings(kafka_bootstrap, database)
+    withheld, published = reopened_and_closed("inc-notes-off"), reopened_and_closed("inc-notes-on")
+    noted = {step.seq for step in withheld.timeline if step.note is not None}
+    assert noted and len(noted) < len(withheld.timeline)  # handlers' and residents' words on some steps
+    messages = step_events(batch(withheld)) + step_events(batch(published), include_notes=True)
+    assert all(b'"note":null' in value for _, value, _ in step_events(batch(withheld)))
+    ends = await asyncio.to_thread(publish, settings, messages)
+    async with running_archiver(settings) as archiver:
+        await wait_for("every record to be committed", lambda: committed_lag(settings, ends) == 0)
+        assert sample(archiver.metrics, "gridflow_archiver_skipped_total", reason="invalid_data") == 0
+        with archiver.archive.engine.connect() as connection:
+            rows = connection.execute(
+                select(incident_steps.c.incident_id, incident_steps.c.seq, incident_steps.c.has_note)
+            ).all()
+            everything = repr(connection.execute(select(incident_steps)).all())
+        for incident_id in ("inc-notes-off", "inc-notes-on"):
+            assert {seq for i, seq, has_note in rows if i == incident_id and has_note} == noted
+            assert all(has_note is not None for i, _, has_note in rows if i == incident_id)
+        assert [word for word in ("Zhang Min", "Mr Li", "Rewired", "Thank you") if word in everything] == []
+        assert all(step.note is None for step in archiver.archive.timeline("inc-notes-on"))
+
+
 def _ids(messages: list[KafkaMessage]) -> list[tuple[str, int]]:
     found = []
     for key, value, headers in messages:

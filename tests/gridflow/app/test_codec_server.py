@@ -413,3 +413,17 @@ async def test_the_temporal_cli_reads_a_real_history_through_the_server(
     assert b"+86 138 0000 0000" in decoded
     assert b"Li Wei" not in encrypted
     assert ENCODING in encrypted
+
+
+@pytest.mark.parametrize(
+    ("origin", "allowed"),
+    [("http://127.0.0.1:8233", True), ("http://localhost:8233", True), ("http://evil.example", False)],
+)
+async def test_by_default_the_dev_uis_origins_may_call_and_no_other(origin: str, allowed: bool) -> None:
+    # The dev UI's banner gives 127.0.0.1; a browser may be pointed at localhost: different origins.
+    async with await start_codec_server(KEYRING, "127.0.0.1", 0) as running:
+        answer = await call(
+            running.port, "POST", "/decode", _json(_plain()), _post_headers(None, Origin=origin)
+        )
+    assert answer.status == 200
+    assert answer.headers.get("access-control-allow-origin") == (origin if allowed else None)

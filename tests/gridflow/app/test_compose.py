@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from activities.metrics import LifecycleMetrics
-from gridflow.app.compose import build_worker, process_registry, run_worker
+from gridflow.app.codec import generate_key
+from gridflow.app.compose import build_worker, process_registry, run_bridge, run_worker
+from gridflow.app.settings import Settings
+from gridflow.app.temporal import KeysRequiredError
 from gridflow.domain.lifecycle import StepKind
 from gridflow.domain.rules.loader import RulesSource
 from tests.activities.sinks import MemorySink
@@ -52,8 +56,13 @@ async def test_two_processes_in_one_test_count_only_their_own_incidents(
     assert second.registry.get_sample_value(received, labels) == 1
 
 
+@pytest.mark.parametrize(
+    "encryption",
+    [{"codec_keys": "k1:" + generate_key()}, {"allow_plaintext": True}],
+    ids=["with keys", "plaintext allowed"],
+)
 async def test_a_worker_whose_temporal_worker_cannot_start_raises_instead_of_hanging(
-    kafka_bootstrap: str, dev_server_env: WorkflowEnvironment
+    kafka_bootstrap: str, dev_server_env: WorkflowEnvironment, encryption: dict[str, object]
 ) -> None:
     namespace = f"no-such-namespace-{uuid.uuid4().hex[:6]}"
     settings = isolated_settings(
@@ -62,8 +71,27 @@ async def test_a_worker_whose_temporal_worker_cannot_start_raises_instead_of_han
         temporal_namespace=namespace,
         metrics_port=free_port(),
         sdk_metrics_port=0,
+        **encryption,
     )
     never = asyncio.Event()  # nobody stops it: only the worker's failure can end it
 
     with pytest.raises(RuntimeError, match=f"Worker validation failed: Namespace {namespace} was not found"):
         await asyncio.wait_for(run_worker(settings, never), timeout=HANG)
+
+
+@pytest.mark.parametrize("process", [run_worker, run_bridge], ids=["worker", "bridge"])
+async def test_the_worker_and_the_bridge_refuse_to_run_without_keys_before_reaching_any_server(
+    process: Callable[[Settings, asyncio.Event], Awaitable[None]],
+) -> None:
+    # Nothing listens on these: getting past the check would fail differently, or hang.
+    nowhere = f"127.0.0.1:{free_port()}"
+    settings = Settings(temporal_address=nowhere, kafka_bootstrap_servers=nowhere, metrics_port=free_port())
+    with pytest.raises(KeysRequiredError) as refused:
+        await asyncio.wait_for(process(settings, asyncio.Event()), timeout=HANG)
+    message = str(refused.value)
+    assert "in clear" in message and "\n" not in message
+    for named in ("GRIDFLOW_CODEC_KEYS", "gridflow codec keygen", "GRIDFLOW_ALLOW_PLAINTEXT"):
+        assert named in message, message
+    # Blank keys are no keys.
+    with pytest.raises(KeysRequiredError):
+        await process(settings.with_overrides(codec_keys="  "), asyncio.Event())

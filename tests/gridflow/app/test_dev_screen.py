@@ -68,7 +68,7 @@ class Terminal:
 
 
 async def test_the_dev_stack_on_a_terminal_shows_the_demos_loop_within_a_minute(tmp_path: Path) -> None:
-    temporal, ui, kafka, metrics, prometheus = free_ports(5)
+    temporal, ui, kafka, metrics, prometheus, codec = free_ports(6)
     terminal = Terminal()
     env = {key: value for key, value in os.environ.items() if key not in ("COLUMNS", "LINES", "NO_COLOR")}
     process = await asyncio.create_subprocess_exec(
@@ -89,6 +89,8 @@ async def test_the_dev_stack_on_a_terminal_shows_the_demos_loop_within_a_minute(
         str(metrics),
         "--prometheus-port",
         str(prometheus),
+        "--codec-port",
+        str(codec),
         stdin=terminal.slave,
         stdout=terminal.slave,
         stderr=terminal.slave,

@@ -47,12 +47,13 @@ class Ports(NamedTuple):
     kafka: int
     metrics: int
     prometheus: int
+    codec: int
 
 
 @pytest.fixture
 def ports() -> Ports:
     """Free ports for a stack."""
-    return Ports(*free_ports(5))
+    return Ports(*free_ports(6))
 
 
 def _fetch(url: str) -> str:
@@ -63,11 +64,12 @@ def _fetch(url: str) -> str:
 def new_stack(ports: Ports, state_dir: Path, **options: Any) -> DevStack:
     """A dev stack on the given ports."""
     return DevStack(
-        Settings(),
+        Settings(codec_keys=None),  # the stack's own key, whatever this environment holds
         state_dir=state_dir,
         temporal_port=ports.temporal,
         ui_port=ports.ui,
         kafka_port=ports.kafka,
+        codec_port=ports.codec,
         metrics_port=ports.metrics,
         **{"prometheus_port": None, **options},
     )
@@ -114,6 +116,16 @@ async def test_the_stack_runs_temporal_kafka_the_worker_and_components_then_leav
         banner = stack.banner()
         assert f"http://127.0.0.1:{ports.ui}" in banner
         assert f"127.0.0.1:{ports.kafka}" in banner and "Ctrl-C" in banner
+        # Payloads are encrypted with a key the stack made in its state directory, for its owner only.
+        key_file = state / "codec.keys"
+        assert stack.key_file == key_file and (key_file.stat().st_mode & 0o777) == 0o600
+        assert stack.settings.codec_keys is not None
+        assert stack.settings.codec_keys.get_secret_value() == key_file.read_text().strip()
+        assert f"Payload keys      {key_file}" in banner
+        # The codec server runs, and the dev server's Web UI is told to decrypt through it.
+        assert f"Codec server      http://127.0.0.1:{ports.codec}" in banner and await port_open(ports.codec)
+        ui_settings = json.loads(await asyncio.to_thread(_fetch, f"{stack.ui_url}/api/v1/settings"))
+        assert ui_settings["Codec"]["Endpoint"] == f"http://127.0.0.1:{ports.codec}", ui_settings
         await asyncio.sleep(0.1)  # let the component start
         settings = seen["settings"]
         assert isinstance(settings, Settings)
@@ -125,6 +137,7 @@ async def test_the_stack_runs_temporal_kafka_the_worker_and_components_then_leav
     assert all(gone(pid) for pid in pids.values())
     assert not await port_open(ports.temporal)
     assert not await port_open(ports.kafka)
+    assert not await port_open(ports.codec)
     assert (state / "temporal.db").exists()
     assert (state / "temporal.log").exists() and (state / "kafka.log").exists()
 
@@ -215,10 +228,13 @@ async def test_gridflow_dev_prints_where_things_are_and_stops_clean_on_sigterm(
         str(ports.metrics),
         "--prometheus-port",
         str(ports.prometheus),
+        "--codec-port",
+        str(ports.codec),
         "--log-format",
         "json",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
+        env={key: value for key, value in os.environ.items() if key != "GRIDFLOW_CODEC_KEYS"},
     )
     assert process.stdout is not None
     banner: list[str] = []
@@ -239,6 +255,7 @@ async def test_gridflow_dev_prints_where_things_are_and_stops_clean_on_sigterm(
     text = "".join(banner)
     assert f"http://127.0.0.1:{ports.ui}" in text and f"127.0.0.1:{ports.kafka}" in text
     assert str(tmp_path / "temporal.log") in text
+    assert f"http://127.0.0.1:{ports.codec}" in text and str(tmp_path / "codec.keys") in text
     # Not on a terminal: no live view, log lines; and every line, as JSON, in the state directory's log.
     assert f"{tmp_path / 'gridflow.log'}  (every line, JSON)" in text
     logged = [json.loads(line) for line in (tmp_path / "gridflow.log").read_text().splitlines()]
@@ -248,3 +265,4 @@ async def test_gridflow_dev_prints_where_things_are_and_stops_clean_on_sigterm(
     assert f"http://127.0.0.1:{ports.prometheus}" in text
     assert not await port_open(ports.temporal) and not await port_open(ports.kafka)
     assert not await port_open(ports.prometheus)
+    assert not await port_open(ports.codec)

@@ -108,3 +108,14 @@ def test_flags_override_the_environment_and_an_unset_flag_does_not(monkeypatch: 
     assert settings.with_overrides(task_queue="from-flag", unrelated="x").task_queue == "from-flag"
     with pytest.raises(ValueError, match="GRIDFLOW_METRICS_PORT='x' is not a whole number"):
         settings.with_overrides(metrics_port="x")
+
+
+def test_plaintext_is_refused_unless_allowed_outright(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GRIDFLOW_ALLOW_PLAINTEXT", raising=False)
+    assert Settings.from_env().allow_plaintext is False
+    monkeypatch.setenv("GRIDFLOW_ALLOW_PLAINTEXT", "true")
+    assert Settings.from_env().allow_plaintext is True
+    monkeypatch.setenv("GRIDFLOW_ALLOW_PLAINTEXT", "maybe")
+    with pytest.raises(ValueError, match="GRIDFLOW_ALLOW_PLAINTEXT='maybe' is not true or false"):
+        Settings.from_env()
+    assert "| `GRIDFLOW_ALLOW_PLAINTEXT` | `false` |" in settings_table()

@@ -60,30 +60,40 @@ class Command:
     on_dev_stack: int = EXIT_OK  # in CHAIN's order, for the commands on the one incident
     runs: bool = False  # a process: started, stopped with SIGTERM
     env: Mapping[str, str] = field(default_factory=dict)
+    # Reads or writes incident payloads in Temporal: run with the pass's GRIDFLOW_CODEC_KEYS.
+    payloads: bool = False
 
 
 COMMANDS: dict[str, Command] = {
     "dev": Command(runs=True),  # the second pass's stack itself
-    "worker": Command(needs=(KAFKA, TEMPORAL), runs=True),
+    "worker": Command(needs=(KAFKA, TEMPORAL), runs=True, payloads=True),
     "rules check": Command(),
     "rules explain": Command(("{incident_file}",)),
-    "incident report": Command(("{incident_file}",), (TEMPORAL,)),
-    "incident show": Command((INCIDENT,), (TEMPORAL,)),
+    "incident report": Command(("{incident_file}",), (TEMPORAL,), payloads=True),
+    "incident show": Command((INCIDENT,), (TEMPORAL,), payloads=True),
     "incident list": Command((), (TEMPORAL,)),
-    "incident accept": Command((INCIDENT, "--unit", UNIT), (TEMPORAL,)),
-    "incident progress": Command((INCIDENT, "--unit", UNIT, "--note", "new bulb"), (TEMPORAL,)),
+    "incident accept": Command((INCIDENT, "--unit", UNIT), (TEMPORAL,), payloads=True),
+    "incident progress": Command(
+        (INCIDENT, "--unit", UNIT, "--note", "new bulb"), (TEMPORAL,), payloads=True
+    ),
     # By then the incident is closed: refused.
     "incident escalate": Command(
-        (INCIDENT, "--unit", UNIT, "--reason", "requested"), (TEMPORAL,), EXIT_REFUSED
+        (INCIDENT, "--unit", UNIT, "--reason", "requested"), (TEMPORAL,), EXIT_REFUSED, payloads=True
     ),
-    "incident pause": Command((INCIDENT, "--unit", UNIT), (TEMPORAL,)),
-    "incident resume": Command((INCIDENT, "--unit", UNIT), (TEMPORAL,), EXIT_REFUSED),  # not paused
-    "incident resolve": Command((INCIDENT, "--unit", UNIT, "--resolution", "bulb replaced"), (TEMPORAL,)),
-    "incident feedback": Command((INCIDENT, "--rating", "satisfied"), (TEMPORAL,)),  # closes it
-    "incident withdraw": Command((INCIDENT,), (TEMPORAL,), EXIT_REFUSED),  # closed
+    "incident pause": Command((INCIDENT, "--unit", UNIT), (TEMPORAL,), payloads=True),
+    "incident resume": Command(  # not paused
+        (INCIDENT, "--unit", UNIT), (TEMPORAL,), EXIT_REFUSED, payloads=True
+    ),
+    "incident resolve": Command(
+        (INCIDENT, "--unit", UNIT, "--resolution", "bulb replaced"), (TEMPORAL,), payloads=True
+    ),
+    "incident feedback": Command(
+        (INCIDENT, "--rating", "satisfied"), (TEMPORAL,), payloads=True
+    ),  # closes it
+    "incident withdraw": Command((INCIDENT,), (TEMPORAL,), EXIT_REFUSED, payloads=True),  # closed
     "simulate": Command(("--incidents", "{stream}")),
     "generate-stream": Command(),
-    "bridge": Command(needs=(KAFKA,), runs=True),
+    "bridge": Command(needs=(KAFKA,), runs=True, payloads=True),
     "archiver": Command(needs=(KAFKA,), runs=True),  # its database: a SQLite file by default
     "report": Command(needs=(ARCHIVE,)),  # the archive the dev stack keeps, or none
     "publish": Command(("{incident_file}",), (KAFKA,)),
@@ -186,6 +196,7 @@ def test_a_metrics_port_in_use_is_one_line_naming_the_setting(
     kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("GRIDFLOW_KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap)
+    monkeypatch.setenv("GRIDFLOW_CODEC_KEYS", KEYS)
     with socket.socket() as taken:  # as `gridflow dev` holds 9464, the bridge's default too
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -194,6 +205,22 @@ def test_a_metrics_port_in_use_is_one_line_naming_the_setting(
         assert main(["bridge", "--log-level", "error"]) == EXIT_ERROR
     assert capsys.readouterr().err == (
         f"cannot serve metrics on 127.0.0.1:{port}: the port is in use (set GRIDFLOW_METRICS_PORT)\n"
+    )
+
+
+@pytest.mark.parametrize("command", ["worker", "bridge"])
+def test_a_worker_or_bridge_without_keys_refuses_in_one_line_naming_the_keys_and_the_way_out(
+    command: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("GRIDFLOW_CODEC_KEYS", raising=False)
+    monkeypatch.delenv("GRIDFLOW_ALLOW_PLAINTEXT", raising=False)
+    (nowhere,) = free_ports(1)  # refused before any server is looked for
+    monkeypatch.setenv("GRIDFLOW_KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{nowhere}")
+    assert main([command, "--temporal-address", f"127.0.0.1:{nowhere}"]) == EXIT_ERROR
+    assert capsys.readouterr().err == (
+        f"gridflow {command} refuses to write incident payloads into Temporal in clear: set "
+        "GRIDFLOW_CODEC_KEYS (make a key with `gridflow codec keygen --id k1`), or "
+        "GRIDFLOW_ALLOW_PLAINTEXT=true for tests and local experiments only\n"
     )
 
 
@@ -251,6 +278,7 @@ class Run:
     # the dev stack's; the processes always have their own, as on other machines.
     cwd: Path
     shared: bool = False
+    keys: str = KEYS  # GRIDFLOW_CODEC_KEYS of the commands on payloads: the dev stack's on its pass
     parsers: dict[str, argparse.ArgumentParser] = field(default_factory=commands)
     # Enough processes at once to keep two cores busy while some wait on a missing server (5 s for
     # Kafka), few enough not to crowd the dev stack's own.
@@ -264,7 +292,8 @@ class Run:
         return (*name.split(), *args, *(address if takes else ()))
 
     def environment(self, name: str, extra: Mapping[str, str] = {}) -> dict[str, str]:
-        return {**self.env, **COMMANDS[name].env, **extra}
+        keys = {"GRIDFLOW_CODEC_KEYS": self.keys} if COMMANDS[name].payloads else {}
+        return {**self.env, **keys, **COMMANDS[name].env, **extra}
 
     async def one_shot(self, name: str) -> Ran:
         """Run a command to its end."""
@@ -399,8 +428,12 @@ async def test_with_no_servers_each_command_works_or_says_in_one_line_which_serv
     codec_server = run.process("codec-server", lambda: listening(codec), "--port", str(codec))
     # Without its keys (a required setting) the codec server says so, and which setting it is.
     keyless = gridflow(("codec-server", "--port", str(codec)), run.env, tmp_path)
-    results, (served, refused) = await asyncio.gather(
-        asyncio.gather(*(run.one_shot(name) for name in names)), asyncio.gather(codec_server, keyless)
+    # The worker and the bridge without keys refuse in one line, before looking for any server.
+    in_clear = [gridflow((name,), run.env, run.directory(name)) for name in ("worker", "bridge")]
+    results, (served, refused), unencrypted = await asyncio.gather(
+        asyncio.gather(*(run.one_shot(name) for name in names)),
+        asyncio.gather(codec_server, keyless),
+        asyncio.gather(*in_clear),
     )
 
     problems = [problem(name, ran, address) for name, ran in zip(names, results, strict=True)]
@@ -408,6 +441,11 @@ async def test_with_no_servers_each_command_works_or_says_in_one_line_which_serv
         problems.append(f"did not run and stop clean: {served}")
     if refused.code != EXIT_ERROR or not refused.err.startswith("GRIDFLOW_CODEC_KEYS is not set"):
         problems.append(f"without its keys: {refused}")
+    for ran in unencrypted:
+        lines = ran.err.splitlines()
+        named = ("GRIDFLOW_CODEC_KEYS", "gridflow codec keygen", "GRIDFLOW_ALLOW_PLAINTEXT")
+        if ran.code != EXIT_ERROR or len(lines) != 1 or not all(text in lines[0] for text in named):
+            problems.append(f"without keys, not one line naming the keys, keygen and the way out: {ran}")
     wrong = [text for text in problems if text]
     assert not wrong, "\n\n".join(wrong)
 
@@ -435,10 +473,11 @@ def traceback(ran: Ran) -> bool:
 
 
 class Stack(NamedTuple):
-    """A running `gridflow dev`: its addresses."""
+    """A running `gridflow dev`: its addresses, and the payload key it made."""
 
     temporal: str
     kafka: str
+    keys: str
 
 
 @pytest.fixture
@@ -446,10 +485,10 @@ async def dev_stack(tmp_path: Path) -> AsyncIterator[Stack]:
     """`gridflow dev` (no demo) on free ports, started in tmp_path (its state in .gridflow there, where
     the commands run), once its banner is out; stopped with SIGTERM afterwards, and it must end with 0
     and no traceback in its log."""
-    temporal, ui, kafka, metrics, prometheus = free_ports(5)
+    temporal, ui, kafka, metrics, prometheus, codec = free_ports(6)
     ports = [
         *("--temporal-port", str(temporal), "--ui-port", str(ui), "--kafka-port", str(kafka)),
-        *("--metrics-port", str(metrics), "--prometheus-port", str(prometheus)),
+        *("--metrics-port", str(metrics), "--prometheus-port", str(prometheus), "--codec-port", str(codec)),
     ]
     errors = tmp_path / "dev.stderr"
     with errors.open("wb") as stderr:
@@ -464,7 +503,9 @@ async def dev_stack(tmp_path: Path) -> AsyncIterator[Stack]:
             line = await asyncio.wait_for(process.stdout.readline(), timeout=60)
             assert line, f"gridflow dev ended early: {banner}{errors.read_text()}"
             banner += line.decode()
-        yield Stack(f"127.0.0.1:{temporal}", f"127.0.0.1:{kafka}")
+        # Without GRIDFLOW_CODEC_KEYS it made a key in its state directory: the commands use it.
+        keys = (tmp_path / ".gridflow" / "codec.keys").read_text().strip()
+        yield Stack(f"127.0.0.1:{temporal}", f"127.0.0.1:{kafka}", keys)
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), timeout=30) == 0, errors.read_text()
     finally:
@@ -484,6 +525,7 @@ async def test_on_the_dev_stack_every_command_does_its_job(
         env={**without_gridflow_settings(), "GRIDFLOW_KAFKA_BOOTSTRAP_SERVERS": dev_stack.kafka},
         cwd=tmp_path,
         shared=True,
+        keys=dev_stack.keys,
     )
 
     async def chain() -> list[Ran]:

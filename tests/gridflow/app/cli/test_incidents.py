@@ -22,8 +22,15 @@ from tests.gridflow.app.cli.conftest import gridflow
 
 
 @pytest.fixture
-async def server(dev_server_env: WorkflowEnvironment) -> AsyncIterator[list[str]]:
-    """The flags that point the CLI at the dev server, with a worker on a queue of the test's own."""
+async def server(
+    dev_server_env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[list[str]]:
+    """The flags that point the CLI at the dev server, with a worker on a queue of the test's own.
+
+    The worker runs on the session's client, without the codec, so the commands write in clear too.
+    """
+    monkeypatch.delenv("GRIDFLOW_CODEC_KEYS", raising=False)
+    monkeypatch.setenv("GRIDFLOW_ALLOW_PLAINTEXT", "true")
     task_queue = f"cli-{uuid.uuid4().hex[:8]}"
     worker = build_worker(dev_server_env.client, task_queue, RulesSource(), [MemorySink()])
     async with worker:
@@ -35,6 +42,26 @@ async def server(dev_server_env: WorkflowEnvironment) -> AsyncIterator[list[str]
             "--log-level",
             "warning",
         ]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["incident", "report", "-"], ["incident", "accept", "inc-1", "--unit", "grid-1"]],
+    ids=["report", "accept"],
+)
+async def test_commands_that_write_into_temporal_refuse_without_keys(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, argv: list[str]
+) -> None:
+    monkeypatch.delenv("GRIDFLOW_CODEC_KEYS", raising=False)
+    monkeypatch.delenv("GRIDFLOW_ALLOW_PLAINTEXT", raising=False)
+    monkeypatch.setattr("sys.stdin", io.StringIO(make_incident().model_dump_json()))
+    code, out, err = await gridflow(capsys, *argv)
+    assert (code, out) == (1, "")
+    assert err.strip().splitlines() == [
+        f"gridflow {' '.join(argv[:2])} refuses to write incident payloads into Temporal in clear: "
+        "set GRIDFLOW_CODEC_KEYS (make a key with `gridflow codec keygen --id k1`), or "
+        "GRIDFLOW_ALLOW_PLAINTEXT=true for tests and local experiments only"
+    ]
 
 
 async def test_an_incident_reported_handled_and_rated_from_the_command_line(
