@@ -262,6 +262,7 @@ def _event(
     load_data: Callable[[], object],
     key: bytes | None,
     mode: ContentMode,
+    now: datetime | None,
 ) -> InboundEvent:
     """Check the attributes, then read and validate the data, then compare the key: both modes, in order."""
     specversion = attributes.get("specversion")
@@ -297,7 +298,7 @@ def _event(
         raise EventRejected(ErrorType.MALFORMED, "the event has no data")
     if not isinstance(data, dict):
         raise EventRejected(ErrorType.MALFORMED, f"data must be a JSON object, not {_json_kind(data)}")
-    validated = validate_data(event_type, data)
+    validated = validate_data(event_type, data, now=now)
     if key is not None:
         try:
             key_text: str | None = key.decode("utf-8")
@@ -333,7 +334,7 @@ def _json_kind(value: object) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _structured(key: bytes | None, value: bytes) -> InboundEvent:
+def _structured(key: bytes | None, value: bytes, now: datetime | None) -> InboundEvent:
     envelope = load_json(value, "value")
     if not isinstance(envelope, dict):
         raise EventRejected(
@@ -356,10 +357,12 @@ def _structured(key: bytes | None, value: bytes) -> InboundEvent:
             raise EventRejected(ErrorType.MALFORMED, "'data_base64' is not base64") from exc
         return load_json(raw, "data_base64")
 
-    return _event(attributes, load_data, key, "structured")
+    return _event(attributes, load_data, key, "structured", now)
 
 
-def _binary(key: bytes | None, value: bytes, headers: Mapping[str, str]) -> InboundEvent:
+def _binary(
+    key: bytes | None, value: bytes, headers: Mapping[str, str], now: datetime | None
+) -> InboundEvent:
     attributes: dict[str, object] = {
         name[len(CE_HEADER_PREFIX) :]: text
         for name, text in headers.items()
@@ -373,7 +376,7 @@ def _binary(key: bytes | None, value: bytes, headers: Mapping[str, str]) -> Inbo
     content_type = headers.get(CONTENT_TYPE_HEADER)
     if content_type:  # absent (or empty) means JSON, as the CloudEvents SDKs send it
         attributes["datacontenttype"] = content_type
-    return _event(attributes, lambda: load_json(value, "value"), key, "binary")
+    return _event(attributes, lambda: load_json(value, "value"), key, "binary", now)
 
 
 def parse_message(
@@ -382,13 +385,16 @@ def parse_message(
     headers: Sequence[tuple[str, bytes]] | None,
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    now: datetime | None = None,
 ) -> InboundEvent:
     """Parse one Kafka message of the inbound topic into a validated event.
 
-    Raises `EventRejected` for anything that breaks the contract, and nothing else.
+    The data's own timestamps may be at most `contract.MAX_AHEAD` ahead of `now` (default: this
+    machine's clock); the `time` attribute is not compared, gridflow does not use it. Raises
+    `EventRejected` for anything that breaks the contract, and nothing else.
     """
     try:
-        return _parse(key, value, headers or [], max_bytes)
+        return _parse(key, value, headers or [], max_bytes, now)
     except EventRejected:
         raise
     except Exception as exc:  # a bug or an input nobody foresaw: still a rejection, never a crash
@@ -396,7 +402,11 @@ def parse_message(
 
 
 def _parse(
-    key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes | None]], max_bytes: int
+    key: bytes | None,
+    value: bytes | None,
+    headers: Sequence[tuple[str, bytes | None]],
+    max_bytes: int,
+    now: datetime | None,
 ) -> InboundEvent:
     if value is not None and len(value) > max_bytes:
         raise EventRejected(ErrorType.OVERSIZED, f"value is {len(value)} bytes, more than {max_bytes}")
@@ -411,9 +421,9 @@ def _parse(
                 ErrorType.MALFORMED,
                 f"content type {clip(media, 100)!r} is not supported (only {STRUCTURED_CONTENT_TYPE!r})",
             )
-        return _structured(key, bytes(value))
+        return _structured(key, bytes(value), now)
     if any(name.startswith(CE_HEADER_PREFIX) for name in relevant):
-        return _binary(key, bytes(value), relevant)
+        return _binary(key, bytes(value), relevant, now)
     raise EventRejected(
         ErrorType.MISSING_ATTRIBUTE,
         f"not a CloudEvent: no 'content-type: {STRUCTURED_CONTENT_TYPE}' header and no ce_specversion header",

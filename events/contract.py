@@ -12,7 +12,7 @@ import re
 import types
 import typing
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -61,6 +61,12 @@ WITHDRAWN: Final = "gridflow.incident.withdrawn.v1"
 RFC3339_PATTERN: Final = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$", re.ASCII
 )
+
+#: How far ahead of gridflow's clock an event's own timestamp (`reported_at`, `at`) may be. Synchronised
+#: clocks differ by far less; local time sent as UTC (`08:00Z` for 08:00 in Shanghai) is hours ahead, and
+#: year 2300 is never right. Kept, such a moment would sort the incident first in every "latest" view and
+#: date it wrongly in the archive and its reports.
+MAX_AHEAD: Final = timedelta(minutes=15)
 
 ReportedData = Incident
 """The data of `gridflow.incident.reported.v1`: the incident as reported."""
@@ -217,6 +223,22 @@ def _timestamp_problems(model: type[BaseModel], data: Mapping[str, object]) -> d
     return problems
 
 
+def _ahead_problems(validated: BaseModel, now: datetime) -> list[str]:
+    """The validated model's top-level timestamps more than MAX_AHEAD ahead of `now` (never quoted)."""
+    latest = now.astimezone(UTC) + MAX_AHEAD
+    problems: list[str] = []
+    for name, info in type(validated).model_fields.items():
+        value = getattr(validated, name)
+        # The comparison cannot overflow: AwareDatetime keeps every timestamp within years 1-9999 in UTC.
+        if _is_datetime_field(info.annotation) and isinstance(value, datetime) and value > latest:
+            minutes = int(MAX_AHEAD.total_seconds() // 60)
+            problems.append(
+                f"data.{name}: more than {minutes} minutes ahead of gridflow's clock "
+                "(check the producer's clock and time zone)"
+            )
+    return problems
+
+
 def _json_default(value: object) -> str:
     if isinstance(value, datetime):
         return value.isoformat()
@@ -232,12 +254,12 @@ def validation_problems(error: ValidationError, prefix: str = "data") -> list[st
     return lines
 
 
-def validate_data(event_type: str, data: Mapping[str, Any]) -> EventData:
+def validate_data(event_type: str, data: Mapping[str, Any], *, now: datetime | None = None) -> EventData:
     """Validate an event's data (as parsed from JSON) against its type's model, strictly.
 
     Strict JSON validation: no numbers for timestamps or strings for numbers; timestamps must be RFC 3339
-    with a zone. Raises `EventRejected` (`unknown_type`, `invalid_data`, or `malformed` for data that
-    cannot be JSON).
+    with a zone, and at most MAX_AHEAD ahead of `now` (default: this machine's clock). Raises
+    `EventRejected` (`unknown_type`, `invalid_data`, or `malformed` for data that cannot be JSON).
     """
     model = DATA_MODELS.get(event_type)
     if model is None:
@@ -253,7 +275,8 @@ def validate_data(event_type: str, data: Mapping[str, Any]) -> EventData:
     except ValidationError as exc:
         problems = validation_problems(exc)
     else:
-        if not timestamps:
+        problems = _ahead_problems(validated, now or datetime.now(UTC))
+        if not timestamps and not problems:
             return validated
     seen = {line.split(":", 1)[0] for line in problems}
     problems += [f"data.{name}: {msg}" for name, msg in timestamps.items() if f"data.{name}" not in seen]
@@ -276,6 +299,7 @@ __all__ = [
     "INCIDENTS_TOPIC",
     "INCIDENT_EVENTS_TOPIC",
     "LIFECYCLE_TYPES",
+    "MAX_AHEAD",
     "PAUSED",
     "PROGRESS",
     "REPORTED",

@@ -26,11 +26,21 @@ class PerIncidentOrder:
         self._limit = limit
         self._tasks: set[asyncio.Task[None]] = set()
         self._tails: dict[bytes, asyncio.Task[None]] = {}  # each incident's latest message
+        self._per_key: dict[bytes, int] = {}  # each incident's messages in flight
         self._paused = False
 
     def __len__(self) -> int:
         """Messages in flight (running, or waiting for their incident's earlier ones)."""
         return len(self._tasks)
+
+    def of(self, key: bytes) -> int:
+        """How many of the limit one incident holds: its running message and those queued behind it.
+
+        One incident's flood fills the limit with messages that can only run one by one, and the pause
+        at the limit stops every other incident with it; this count lets the caller pause just the
+        flooded incident's partition instead.
+        """
+        return self._per_key.get(key, 0)
 
     def room(self, most: int) -> int:
         """How many messages to take now: what the limit leaves room for, at least 1, at most `most`."""
@@ -44,12 +54,18 @@ class PerIncidentOrder:
         task.add_done_callback(self._tasks.discard)
         if key is not None:
             self._tails[key] = task
+            self._per_key[key] = self._per_key.get(key, 0) + 1
             task.add_done_callback(lambda done: self._forget_tail(key, done))
         return task
 
     def _forget_tail(self, key: bytes, task: asyncio.Task[None]) -> None:
         if self._tails.get(key) is task:  # no later message of the incident came meanwhile
             del self._tails[key]
+        left = self._per_key[key] - 1
+        if left:
+            self._per_key[key] = left
+        else:
+            del self._per_key[key]
 
     @staticmethod
     async def _after(previous: asyncio.Task[None] | None, handle: Callable[[], Awaitable[None]]) -> None:

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 # Ids end up in workflow ids, search attributes and Kafka keys: keep them to a safe, printable alphabet.
+# ASCII only, on purpose: Temporal, Kafka and the archive compare ids byte for byte, so a non-ASCII id
+# could exist twice, once per Unicode normalisation form ("café" in NFC and in NFD), as two incidents
+# that print the same. Refusing non-ASCII ids makes that impossible instead of normalising behind the
+# upstream app's back (its own database would still hold the other form).
 Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
 
 
 def _aware(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("timestamp must carry a time zone (e.g. 2026-11-23T08:00:00Z)")
+    # 9999-12-31T23:59:59-12:00 is year 10000 in UTC, 0001-01-01T00:00:00+01:00 year 0: Python cannot
+    # convert them, so every later comparison or conversion (the archive keeps UTC) would fail.
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("timestamp must fall within the years 1 to 9999 in UTC") from None
     return value
 
 

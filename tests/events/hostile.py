@@ -6,17 +6,23 @@ letter can be matched to the entry it came from. Entries are sized for `MAX_BYTE
 
 `GAPS` are entries parse_message does not reject as it should today (see each `gap`): accepted, or
 rejected with another error type. `ODDITIES` look hostile but are within the contract and are accepted.
+
+Timestamps relative to now ("three days ahead") are computed when the corpus is built: they only move
+towards the past while the tests run, and stay on the side of the limit they were built for (a margin of
+hours, or minutes, well beyond a test run's length).
 """
 
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from events import contract
-from events.cloudevents import MAX_JSON_DEPTH
+from events.cloudevents import MAX_JSON_DEPTH, format_time
 from events.errors import ErrorType
 from tests.events.samples import reported_data, sample_data
 
@@ -39,6 +45,7 @@ class Hostile:
     headers: Headers
     error_type: ErrorType
     gap: str | None = None  # set when parse_message does not earn it today: why that is a bug
+    names: str | None = None  # the field the rejection's message must name, when the entry checks one
 
 
 @dataclass(frozen=True)
@@ -71,8 +78,9 @@ class _Corpus:
         value: bytes | None,
         headers: Headers,
         gap: str | None = None,
+        names: str | None = None,
     ) -> None:
-        self.entries.append(Hostile(name, key, value, headers, error_type, gap))
+        self.entries.append(Hostile(name, key, value, headers, error_type, gap, names))
 
 
 # --- building blocks -------------------------------------------------------------------------------------
@@ -742,6 +750,211 @@ def _types(c: _Corpus) -> None:
     )
 
 
+def lifecycle(incident_id: str, event_type: str, /, **changes: Any) -> dict[str, Any]:
+    """Valid data of a lifecycle type with some fields changed; the value `...` removes a field."""
+    data = {**sample_data(event_type, incident_id), **changes}
+    return {name: value for name, value in data.items() if value is not ...}
+
+
+def ahead(delta: timedelta) -> str:
+    """An RFC 3339 timestamp `delta` ahead of now (when the corpus is built), in UTC."""
+    return format_time((datetime.now(UTC) + delta).replace(microsecond=0))
+
+
+#: 10 kB: far past the 128 characters an id may have, well within the message size limit.
+LONG_ID: Final = "u" * 10_000
+
+
+def _timestamps(c: _Corpus) -> None:
+    """The data's own timestamps far ahead of gridflow's clock, or outside what UTC can represent."""
+    cases: list[tuple[str, str, Callable[[str], dict[str, Any]], str]] = [
+        (
+            "reported_at in year 2300",
+            contract.REPORTED,
+            lambda i: reported(i, reported_at="2300-01-01T00:00:00Z"),
+            "reported_at",
+        ),
+        (
+            "reported_at three days ahead",
+            contract.REPORTED,
+            lambda i: reported(i, reported_at=ahead(timedelta(days=3))),
+            "reported_at",
+        ),
+        (
+            "reported_at local time sent as UTC (eight hours ahead)",
+            contract.REPORTED,
+            lambda i: reported(i, reported_at=ahead(timedelta(hours=8))),
+            "reported_at",
+        ),
+        (
+            "reported_at in year 9999, twelve hours west of UTC (year 10000 in UTC)",
+            contract.REPORTED,
+            lambda i: reported(i, reported_at="9999-12-31T23:59:59-12:00"),
+            "reported_at",
+        ),
+        (
+            "reported_at in year 1, twelve hours east of UTC (year 0 in UTC)",
+            contract.REPORTED,
+            lambda i: reported(i, reported_at="0001-01-01T00:00:00+12:00"),
+            "reported_at",
+        ),
+        (
+            "accepted: at in year 2300",
+            contract.ACCEPTED,
+            lambda i: lifecycle(i, contract.ACCEPTED, at="2300-06-01T08:00:00+08:00"),
+            "at",
+        ),
+        (
+            "resolved: at three days ahead",
+            contract.RESOLVED,
+            lambda i: lifecycle(i, contract.RESOLVED, at=ahead(timedelta(days=3))),
+            "at",
+        ),
+        (
+            "feedback: at in year 9999, west of UTC",
+            contract.FEEDBACK,
+            lambda i: lifecycle(i, contract.FEEDBACK, at="9999-12-31T20:00:00-05:00"),
+            "at",
+        ),
+    ]
+    for name, event_type, build, names in cases:
+        i, e, k = c.ids()
+        value = encode(envelope(i, e, event_type, data=build(i)))
+        c.add(name, ErrorType.INVALID_DATA, k, value, STRUCTURED, names=f"data.{names}")
+    i, e, k = c.ids()
+    c.add(
+        "binary progress: at in year 2300",
+        ErrorType.INVALID_DATA,
+        k,
+        encode(lifecycle(i, contract.PROGRESS, at="2300-01-01T00:00:00Z")),
+        binary_headers(e, contract.PROGRESS),
+        names="data.at",
+    )
+
+
+def _unit_ids(c: _Corpus) -> None:
+    """Unit ids (the holding unit, the grid of a location) with control characters, or 10 kB long."""
+    for kind, bad in (("a NUL", "\x00"), ("an ANSI colour escape", "\x1b[31m"), ("a newline", "\n")):
+        for event_type in (contract.ACCEPTED, contract.RESOLVED):
+            i, e, k = c.ids()
+            data = lifecycle(i, event_type, unit_id=f"g-nanjing{bad}-07")
+            short = event_type.split(".")[2]
+            c.add(
+                f"{short}: unit_id with {kind}",
+                ErrorType.INVALID_DATA,
+                k,
+                encode(envelope(i, e, event_type, data=data)),
+                STRUCTURED,
+                names="data.unit_id",
+            )
+        i, e, k = c.ids()
+        c.add(
+            f"reported: location.grid_id with {kind}",
+            ErrorType.INVALID_DATA,
+            k,
+            encode(envelope(i, e, data=located(i, grid_id=f"g-nanjing-07{bad}"))),
+            STRUCTURED,
+            names="data.location.grid_id",
+        )
+    i, e, k = c.ids()
+    c.add(
+        "binary progress: unit_id with an ANSI colour escape",
+        ErrorType.INVALID_DATA,
+        k,
+        encode(lifecycle(i, contract.PROGRESS, unit_id="\x1b[31mg-nanjing-07\x1b[0m")),
+        binary_headers(e, contract.PROGRESS),
+        names="data.unit_id",
+    )
+    i, e, k = c.ids()
+    data = lifecycle(i, contract.ACCEPTED, unit_id=LONG_ID)
+    c.add(
+        "accepted: unit_id of 10 kB",
+        ErrorType.INVALID_DATA,
+        k,
+        encode(envelope(i, e, contract.ACCEPTED, data=data)),
+        STRUCTURED,
+        names="data.unit_id",
+    )
+    i, e, k = c.ids()
+    c.add(
+        "reported: location.grid_id of 10 kB",
+        ErrorType.INVALID_DATA,
+        k,
+        encode(envelope(i, e, data=located(i, grid_id=LONG_ID))),
+        STRUCTURED,
+        names="data.location.grid_id",
+    )
+    i, e, k = c.ids()
+    c.add(
+        "reported: location.city_id with a NUL",
+        ErrorType.INVALID_DATA,
+        k,
+        encode(envelope(i, e, data=located(i, city_id="c-shanghai\x00"))),
+        STRUCTURED,
+        names="data.location.city_id",
+    )
+
+
+def _unicode_ids(c: _Corpus) -> None:
+    """Ids that differ only in Unicode normalisation (or look ASCII and are not): all refused.
+
+    Ids are ASCII by contract (`gridflow.domain.incident.Identifier`): were "café" allowed, its NFC and
+    NFD forms would be two workflows, two Kafka keys and two search-attribute values that print the same.
+    """
+    nfc = unicodedata.normalize("NFC", "café")
+    nfd = unicodedata.normalize("NFD", "café")
+    assert nfc != nfd
+    for form, word in (("NFC", nfc), ("NFD", nfd)):
+        i, e, _ = c.ids()
+        incident_id = f"{i}-{word}"
+        c.add(
+            f"incident_id 'café' in {form}",
+            ErrorType.INVALID_DATA,
+            incident_id.encode(),
+            encode(envelope(i, e, data=reported(incident_id), subject=...)),
+            STRUCTURED,
+            names="data.incident_id",
+        )
+    i, e, _ = c.ids()
+    c.add(
+        "key 'café' in NFC, incident_id in NFD",
+        ErrorType.INVALID_DATA,
+        f"{i}-{nfc}".encode(),
+        encode(envelope(i, e, data=reported(f"{i}-{nfd}"), subject=...)),
+        STRUCTURED,
+        names="data.incident_id",
+    )
+    i, e, k = c.ids()
+    c.add(
+        "accepted: unit_id 'café' in NFD",
+        ErrorType.INVALID_DATA,
+        k,
+        encode(envelope(i, e, contract.ACCEPTED, data=lifecycle(i, contract.ACCEPTED, unit_id=f"g-{nfd}"))),
+        STRUCTURED,
+        names="data.unit_id",
+    )
+    i, e, _ = c.ids()
+    lookalike = i.replace("inc", "in\u0441", 1)  # CYRILLIC SMALL LETTER ES for the Latin c
+    c.add(
+        "incident_id with a Cyrillic look-alike letter",
+        ErrorType.INVALID_DATA,
+        lookalike.encode(),
+        encode(envelope(i, e, data=reported(lookalike), subject=...)),
+        STRUCTURED,
+        names="data.incident_id",
+    )
+    i, e, _ = c.ids()
+    wide = f"{i}-\uff11\uff12"  # FULLWIDTH DIGIT ONE, TWO: str.isdigit() says yes
+    c.add(
+        "incident_id with fullwidth digits",
+        ErrorType.INVALID_DATA,
+        wide.encode(),
+        encode(envelope(i, e, data=reported(wide), subject=...)),
+        STRUCTURED,
+        names="data.incident_id",
+    )
+
+
 def build_corpus(prefix: str = "inc-hostile") -> list[Hostile]:
     """The whole corpus; `prefix` starts every incident id (and so every key)."""
     corpus = _Corpus(prefix)
@@ -760,6 +973,9 @@ def build_corpus(prefix: str = "inc-hostile") -> list[Hostile]:
         _duplicates,
         _not_numbers,
         _types,
+        _timestamps,
+        _unit_ids,
+        _unicode_ids,
     ):
         part(corpus)
     return corpus.entries
@@ -782,21 +998,23 @@ def build_oddities(incident_id: str = "inc-oddity") -> list[Oddity]:
             k,
             encode(envelope(i, "odd-1", time="9999-12-31T23:59:59Z")),
             STRUCTURED,
-            "RFC 3339 allows it and the contract sets no plausibility window",
+            "gridflow reads no `time` attribute (the data's own timestamps are checked): refusing a report "
+            "over an attribute nobody uses would only lose the incident",
         ),
         Oddity(
-            "reported_at in year 9999, twelve hours west of UTC",
+            "reported_at ten minutes ahead of the clock",
             k,
-            encode(envelope(i, "odd-2", data=reported(i, reported_at="9999-12-31T23:59:59-12:00"))),
+            encode(envelope(i, "odd-2", data=reported(i, reported_at=ahead(timedelta(minutes=10))))),
             STRUCTURED,
-            "an aware timestamp; its UTC instant (year 10000) is not representable in Python",
+            "clocks differ a little: up to contract.MAX_AHEAD (15 minutes) ahead is taken as it is",
         ),
         Oddity(
-            "reported_at in year 1, twelve hours east of UTC",
+            "reported_at in year 1 in UTC",
             k,
-            encode(envelope(i, "odd-3", data=reported(i, reported_at="0001-01-01T00:00:00+12:00"))),
+            encode(envelope(i, "odd-3", data=reported(i, reported_at="0001-01-01T00:00:00Z"))),
             STRUCTURED,
-            "an aware timestamp; its UTC instant (year 0) is not representable in Python",
+            "no lower bound: replays and backfills carry old timestamps, and an old one breaks no clock; "
+            "the workflow times every step itself",
         ),
         Oddity(
             "time with nanoseconds",
@@ -848,6 +1066,22 @@ def build_oddities(incident_id: str = "inc-oddity") -> list[Oddity]:
             encode(envelope(i, "odd-10", subject="inc-someone-else")),
             STRUCTURED,
             "subject is not compared with data.incident_id",
+        ),
+        Oddity(
+            "a resolution dated before its incident's report",
+            k,
+            encode(
+                envelope(
+                    i,
+                    "odd-11",
+                    contract.RESOLVED,
+                    data=lifecycle(i, contract.RESOLVED, at="2026-11-01T00:00:00Z"),
+                )
+            ),
+            STRUCTURED,
+            "`at` is the upstream app's word, kept as the step's event_at; the workflow's own clock orders "
+            "the steps and runs the SLA clocks, so a wrong `at` moves nothing (parse_message cannot know "
+            "the report's time anyway)",
         ),
     ]
 

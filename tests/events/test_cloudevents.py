@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import random
 import uuid
@@ -504,3 +505,22 @@ def test_make_event_refuses_what_the_parser_would_refuse() -> None:
     assert rejection(lambda: make_event(contract.ACCEPTED, {"incident_id": "x"})).error_type == "invalid_data"
     wrong = contract.WithdrawnData(incident_id=INCIDENT_ID)
     assert rejection(lambda: make_event(contract.ACCEPTED, wrong)).error_type == "invalid_data"
+
+
+def test_the_data_timestamps_are_compared_with_now_and_the_time_attribute_is_not() -> None:
+    now = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+    ahead = "2026-11-30T09:00:00Z"  # an hour ahead of `now`
+    far = envelope(contract.ACCEPTED, time="9999-12-31T23:59:59Z")
+    assert parse_message(INCIDENT_ID.encode(), json.dumps(far).encode(), STRUCTURED, now=now).time == (
+        datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+    )
+    data = {**sample_data(contract.ACCEPTED), "at": ahead}
+    for message in (
+        (INCIDENT_ID.encode(), json.dumps(envelope(contract.ACCEPTED, data=data)).encode(), STRUCTURED),
+        (INCIDENT_ID.encode(), json.dumps(data).encode(), binary_headers()),
+    ):
+        rejected = rejection(functools.partial(parse_message, *message, now=now))
+        assert rejected.error_type == "invalid_data"
+        assert rejected.message.startswith("data.at: more than 15 minutes ahead of gridflow's clock")
+        later = parse_message(*message, now=now + timedelta(hours=1)).data
+        assert isinstance(later, contract.AcceptedData) and later.at == now + timedelta(hours=1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -226,3 +226,60 @@ def test_an_unknown_type_is_rejected_as_such() -> None:
     with pytest.raises(EventRejected) as caught:
         validate_data("gridflow.incident.teleported.v1", {"incident_id": INCIDENT_ID})
     assert caught.value.error_type == "unknown_type"
+
+
+NOW = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("event_type", INBOUND_TYPES)
+def test_a_timestamp_more_than_max_ahead_of_the_clock_is_refused_naming_its_field(event_type: str) -> None:
+    name = "reported_at" if event_type == contract.REPORTED else "at"
+    late = (NOW + contract.MAX_AHEAD + timedelta(seconds=1)).astimezone(timezone(timedelta(hours=8)))
+    with pytest.raises(EventRejected) as caught:
+        validate_data(event_type, {**sample_data(event_type), name: late.isoformat()}, now=NOW)
+    assert caught.value.error_type == "invalid_data"
+    assert caught.value.message == (
+        f"data.{name}: more than 15 minutes ahead of gridflow's clock "
+        "(check the producer's clock and time zone)"
+    )
+
+
+@pytest.mark.parametrize("event_type", INBOUND_TYPES)
+def test_a_timestamp_up_to_max_ahead_of_the_clock_is_taken_as_it_is(event_type: str) -> None:
+    name = "reported_at" if event_type == contract.REPORTED else "at"
+    edge = NOW + contract.MAX_AHEAD
+    validated = validate_data(event_type, {**sample_data(event_type), name: edge.isoformat()}, now=NOW)
+    assert getattr(validated, name) == edge
+
+
+def test_a_lifecycle_event_without_at_is_never_ahead() -> None:
+    data = {key: value for key, value in sample_data(contract.PROGRESS).items() if key != "at"}
+    validated = validate_data(contract.PROGRESS, data, now=datetime(2000, 1, 1, tzinfo=UTC))
+    assert isinstance(validated, ProgressData) and validated.at is None
+
+
+def test_without_now_the_limit_is_on_this_machines_clock() -> None:
+    soon = datetime.now(UTC) + timedelta(minutes=5)
+    later = datetime.now(UTC) + timedelta(hours=1)
+    data = sample_data(contract.ACCEPTED)
+    validated = validate_data(contract.ACCEPTED, {**data, "at": soon.isoformat()})
+    assert isinstance(validated, AcceptedData) and validated.at == soon
+    with pytest.raises(EventRejected, match=r"^invalid_data: data\.at: more than 15 minutes ahead"):
+        validate_data(contract.ACCEPTED, {**data, "at": later.isoformat()})
+
+
+def test_a_timestamp_far_ahead_and_a_bad_field_are_both_reported_only_when_the_rest_validates() -> None:
+    # Model problems come first; the clock is compared only for data that validates.
+    data = {**sample_data(contract.REPORTED), "reported_at": "2300-01-01T00:00:00Z", "priority": "asap"}
+    with pytest.raises(EventRejected) as caught:
+        validate_data(contract.REPORTED, data, now=NOW)
+    assert caught.value.message == "data.priority: Input should be 'low', 'normal', 'high' or 'urgent'"
+
+
+@pytest.mark.parametrize("moment", ["9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00+12:00"])
+def test_a_timestamp_outside_the_years_utc_can_hold_is_refused(moment: str) -> None:
+    with pytest.raises(EventRejected) as caught:
+        validate_data(contract.REPORTED, {**sample_data(contract.REPORTED), "reported_at": moment}, now=NOW)
+    assert caught.value.message == (
+        "data.reported_at: Value error, timestamp must fall within the years 1 to 9999 in UTC"
+    )

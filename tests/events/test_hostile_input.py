@@ -11,8 +11,9 @@ import contextlib
 import json
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -34,17 +35,21 @@ from events.cloudevents import (
 )
 from events.errors import CONTRACT_ERRORS, ErrorType, EventRejected
 from gridflow.domain.incident import Incident, Location, Priority, Rating, Status
-from gridflow.domain.lifecycle import EscalationRequestReason
+from gridflow.domain.lifecycle import EscalationRequestReason, IncidentState
 from tests.events.conftest import Pipeline
 from tests.events.hostile import (
     CORPUS,
     MAX_BYTES,
     ODDITIES,
+    STRUCTURED,
     Hostile,
     Oddity,
     build_corpus,
     build_oddities,
+    envelope,
+    reported,
 )
+from tests.events.hostile import encode as hostile_encode
 from tests.events.samples import sample_data
 
 Headers = list[tuple[str, bytes]]
@@ -131,11 +136,64 @@ def test_hostile_looking_messages_within_the_contract_are_accepted(oddity: Oddit
     assert isinstance(event, InboundEvent), oddity.why
 
 
-def test_a_report_dated_in_year_9999_is_accepted_as_it_is() -> None:
-    oddity = next(o for o in ODDITIES if o.name.startswith("reported_at in year 9999"))
+def test_a_report_ten_minutes_ahead_is_accepted_with_its_reported_at_as_given() -> None:
+    oddity = next(o for o in ODDITIES if o.name.startswith("reported_at ten minutes ahead"))
     event = parse_message(oddity.key, oddity.value, oddity.headers)
     assert isinstance(event.data, Incident)
-    assert event.data.reported_at == datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone(timedelta(hours=-12)))
+    assert event.data.reported_at > datetime.now(UTC)
+
+
+NAMED = [entry for entry in CORPUS if entry.names is not None]
+
+
+@pytest.mark.parametrize("entry", NAMED, ids=[entry.name for entry in NAMED])
+def test_a_bad_timestamp_or_id_is_refused_naming_its_field_without_quoting_the_value(entry: Hostile) -> None:
+    with pytest.raises(EventRejected) as caught:
+        parse_message(entry.key, entry.value, entry.headers, max_bytes=MAX_BYTES)
+    message = caught.value.message
+    assert entry.names is not None and f"{entry.names}:" in message, message
+    quoted = ("\x00", "\\x00", "\x1b", "\\x1b", "\n", "caf", "nanjing", "shanghai", "2300-", "9999-", "uuuuu")
+    for value in (*quoted, "\uff11", "\u0441"):
+        assert value not in message, message
+
+
+def test_no_rejection_carries_a_control_character_or_the_reporters_data() -> None:
+    # The message becomes a Kafka header of the dead letter and a log field: it must print safely.
+    for entry in CORPUS:
+        if entry.gap is not None:
+            continue
+        with pytest.raises(EventRejected) as caught:
+            parse_message(entry.key, entry.value, entry.headers, max_bytes=MAX_BYTES)
+        message = caught.value.message
+        assert not any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in message), (entry.name, message)
+        assert "Li Wei" not in message and "138 0000" not in message, entry.name
+
+
+def test_an_id_in_nfc_and_in_nfd_is_refused_either_way_so_it_can_never_be_two_incidents() -> None:
+    forms = [entry for entry in CORPUS if entry.name.startswith("incident_id 'café' in")]
+    assert [entry.name[-3:] for entry in forms] == ["NFC", "NFD"]
+    assert forms[0].key != forms[1].key  # two byte strings that print the same
+    for entry in forms:
+        with pytest.raises(EventRejected) as caught:
+            parse_message(entry.key, entry.value, entry.headers)
+        assert caught.value.error_type is ErrorType.INVALID_DATA
+        assert caught.value.message.startswith("data.incident_id: String should match pattern")
+
+
+def test_the_clock_limit_is_the_contracts_on_both_sides() -> None:
+    now = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+    for minutes, accepted in ((15, True), (16, False)):
+        # In Shanghai time: the limit is on the instant, whatever zone it is written in.
+        moment = (now + timedelta(minutes=minutes)).astimezone(timezone(timedelta(hours=8)))
+        data = reported("inc-clock", reported_at=moment.isoformat())
+        message = (b"inc-clock", hostile_encode(envelope("inc-clock", "e-clock", data=data)), STRUCTURED)
+        if accepted:
+            event = parse_message(*message, now=now)
+            assert isinstance(event.data, Incident) and event.data.reported_at == moment
+        else:
+            with pytest.raises(EventRejected) as caught:
+                parse_message(*message, now=now)
+            assert caught.value.message.startswith("data.reported_at: more than 15 minutes ahead")
 
 
 # --- strategies ------------------------------------------------------------------------------------------
@@ -144,7 +202,8 @@ def test_a_report_dated_in_year_9999_is_accepted_as_it_is() -> None:
 attribute_text = st.text(st.characters(codec="utf-8", exclude_categories=("Cc", "Cs", "Cn")), max_size=30)
 identifiers = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,40}", fullmatch=True)
 offsets = st.integers(-(23 * 60 + 59), 23 * 60 + 59).map(lambda minutes: timezone(timedelta(minutes=minutes)))
-moments = st.datetimes(timezones=offsets)
+# Within the contract: representable in UTC and not ahead of the clock (contract.MAX_AHEAD).
+moments = st.datetimes(datetime(1, 1, 2), datetime(2026, 1, 1), timezones=offsets)
 
 
 def text(max_size: int, min_size: int = 0) -> st.SearchStrategy[str]:
@@ -465,12 +524,16 @@ async def test_the_corpus_is_dead_lettered_one_for_one_and_good_events_still_sta
         pipeline.publish_raw(entry.key, entry.value, entry.headers)
         if number % 3 == 0:
             good.append(new_id())
-            pipeline.publish(
-                pipeline.event(contract.REPORTED, good[-1]), mode=("structured", "binary")[number % 2]
-            )
+            mode = ("structured", "binary")[number % 2]
+            pipeline.publish(pipeline.event(contract.REPORTED, good[-1]), mode=mode)
+        elif number % 3 == 1:  # the good incident's next event, between hostile ones
+            pipeline.publish(pipeline.event(contract.ACCEPTED, good[-1]))
+    if len(corpus) % 3 == 1:  # the last good incident came last: its acceptance did not
+        pipeline.publish(pipeline.event(contract.ACCEPTED, good[-1]))
 
     for incident_id in good:
-        await pipeline.wait_for(incident_id, lambda s: s.status is Status.DISPATCHED)
+        state = await pipeline.wait_for(incident_id, lambda s: s.status is Status.ACCEPTED)
+        assert [step.kind.value for step in state.timeline] == ["reported", "dispatched", "accepted"]
     letters = await pipeline.wait_dead_letters(len(corpus), within=60)
 
     expected = {(entry.key, entry.value): entry for entry in corpus}
@@ -500,15 +563,196 @@ async def test_the_corpus_is_dead_lettered_one_for_one_and_good_events_still_sta
     assert len(pipeline.dead_letters()) == len(corpus)
 
 
-async def test_a_report_dated_in_year_9999_starts_its_incident(pipeline: Pipeline) -> None:
+async def test_a_report_ten_minutes_ahead_starts_its_incident_with_its_reported_at_as_given(
+    pipeline: Pipeline,
+) -> None:
     pipeline.start_bridge()
     incident_id = new_id()
-    oddity = next(o for o in build_oddities(incident_id) if o.name.startswith("reported_at in year 9999"))
+    oddity = next(o for o in build_oddities(incident_id) if o.name.startswith("reported_at ten minutes"))
     pipeline.publish_raw(oddity.key, oddity.value, oddity.headers)
 
     state = await pipeline.wait_for(incident_id, lambda s: s.status is Status.DISPATCHED)
-    assert state.reported_at == datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone(timedelta(hours=-12)))
+    assert state.reported_at == datetime.fromisoformat(json.loads(oddity.value)["data"]["reported_at"])
+    assert state.timeline[0].event_at == state.reported_at
     assert pipeline.dead_letters() == []
+
+
+def kinds(state: IncidentState) -> list[str]:
+    return [step.kind.value for step in state.timeline]
+
+
+def is_in(status: Status) -> Callable[[IncidentState], bool]:
+    return lambda state: state.status is status
+
+
+async def test_lifecycle_events_out_of_order_end_as_refusals_with_the_workflows_reason(
+    pipeline: Pipeline,
+) -> None:
+    """How each ordering mistake of an upstream app ends today, one incident each, beside a normal one."""
+    a, r, p, s, f, w = (
+        contract.ACCEPTED,
+        contract.REPORTED,
+        contract.PROGRESS,
+        contract.RESOLVED,
+        contract.FEEDBACK,
+        contract.WITHDRAWN,
+    )
+    # (what, events in order, final status or None, steps, dead letters: (type, message with {id}))
+    cases: list[tuple[str, list[str], Status | None, list[str], list[tuple[str, str]]]] = [
+        (
+            "resolved before accepted",
+            [r, s, a],
+            Status.ACCEPTED,
+            ["reported", "dispatched", "accepted"],
+            [("rejected", "cannot resolve incident {id}: it is dispatched, not accepted or paused")],
+        ),
+        (
+            "feedback before accepted",
+            [r, f, a],
+            Status.ACCEPTED,
+            ["reported", "dispatched", "accepted"],
+            [("rejected", "cannot take feedback on incident {id}: it is dispatched, not resolved")],
+        ),
+        (
+            "feedback before resolved",
+            [r, a, f, s],
+            Status.RESOLVED,
+            ["reported", "dispatched", "accepted", "resolved"],
+            [("rejected", "cannot take feedback on incident {id}: it is accepted, not resolved")],
+        ),
+        (
+            "accepted twice",
+            [r, a, a],
+            Status.ACCEPTED,
+            ["reported", "dispatched", "accepted"],
+            [("rejected", "cannot accept incident {id}: it is accepted, not dispatched")],
+        ),
+        (
+            "accepted before its report",
+            [a, r],
+            Status.DISPATCHED,
+            ["reported", "dispatched"],
+            [("unknown_incident", "no incident {id} has been reported")],
+        ),
+        (
+            "progress for an incident never reported",
+            [p],
+            None,
+            [],
+            [("unknown_incident", "no incident {id}")],
+        ),
+        (
+            "accepted after the withdrawal",
+            [r, w, a],
+            Status.CLOSED,
+            ["reported", "dispatched", "closed"],
+            # `rejected` while the workflow still runs (its validator: "is closed (withdrawn)"),
+            # `incident_closed` once it has completed: the reason depends on a race (see the report).
+            [("incident_closed|rejected", "incident {id} is closed")],
+        ),
+        (
+            "a normal incident alongside",
+            [r, a, p, s, f],
+            Status.CLOSED,
+            ["reported", "dispatched", "accepted", "progress", "resolved", "feedback", "closed"],
+            [],
+        ),
+    ]
+    ids = [new_id() for _ in cases]
+    for incident_id, (_, events, *_) in zip(ids, cases, strict=True):
+        for event_type in events:
+            pipeline.publish(pipeline.event(event_type, incident_id))
+    # A resolution dated before the report: applied, its `at` kept as the upstream app's word only.
+    early = new_id()
+    for event_type in (r, a):
+        pipeline.publish(pipeline.event(event_type, early))
+    pipeline.publish(pipeline.event(s, early, at="2026-11-01T00:00:00Z"))
+    pipeline.start_bridge()
+
+    expected = sum(len(letters) for *_, letters in cases)
+    letters = await pipeline.wait_dead_letters(expected, within=60)
+    problems: list[str] = []
+    for incident_id, (name, _, status, steps, wanted) in zip(ids, cases, strict=True):
+        if status is not None:
+            state = await pipeline.wait_for(incident_id, is_in(status))
+            if kinds(state) != steps:
+                problems.append(f"{name}: steps {kinds(state)}")
+        got = [(lt.error_type, lt.error_message) for lt in letters if lt.key == incident_id.encode()]
+        if len(got) != len(wanted) or any(
+            kind not in want_kind.split("|") or want.format(id=incident_id) not in message
+            for (kind, message), (want_kind, want) in zip(got, wanted, strict=False)
+        ):
+            problems.append(f"{name}: dead letters {got}, not {wanted}")
+    assert problems == []
+    assert len(letters) == expected
+
+    state = await pipeline.wait_for(early, lambda st: st.status is Status.RESOLVED)
+    reported_step, resolved_step = state.timeline[0], state.timeline[-1]
+    assert resolved_step.kind.value == "resolved"
+    assert resolved_step.event_at == datetime(2026, 11, 1, tzinfo=UTC) < state.reported_at
+    assert resolved_step.at >= reported_step.at  # the workflow's own time orders the steps
+    assert resolved_step.elapsed is not None and resolved_step.elapsed >= timedelta(0)
+
+
+FLOOD = 500
+
+
+def progress_count(state: IncidentState) -> int:
+    return sum(step.kind.value == "progress" for step in state.timeline)
+
+
+async def flood(pipeline: Pipeline) -> dict[str, int]:
+    """500 progress events of one incident waiting in the topic, ten other incidents' events mixed in,
+    then a bridge. Checks that nothing is lost and the others' steps are a normal incident's; returns,
+    for each other incident, how many of the flood's events were applied between its resolution's place
+    in the topic and its being applied (negative: before the flood got there)."""
+    reference, flooded = new_id(), new_id()
+    others = [new_id() for _ in range(10)]
+    normal = (contract.REPORTED, contract.ACCEPTED, contract.RESOLVED)
+    for event_type in normal:
+        pipeline.publish(pipeline.event(event_type, reference))
+    pipeline.publish(pipeline.event(contract.REPORTED, flooded))
+    pipeline.publish(pipeline.event(contract.ACCEPTED, flooded))
+    # Each other incident's three events spread over the flood's first half: at 20j, 20j + 5, 20j + 10.
+    mixed_in = {20 * j + 5 * n: (other, normal[n]) for j, other in enumerate(others) for n in range(3)}
+    resolved_after: dict[str, int] = {}  # each other incident's resolved event: after how many progress
+    for number in range(FLOOD):
+        if number in mixed_in:
+            other, event_type = mixed_in[number]
+            pipeline.publish(pipeline.event(event_type, other))
+            if event_type == contract.RESOLVED:
+                resolved_after[other] = number
+        pipeline.publish(pipeline.event(contract.PROGRESS, flooded, note=f"progress {number}"))
+    pipeline.start_bridge()
+
+    state = await pipeline.wait_for(flooded, lambda st: progress_count(st) == FLOOD, within=600)
+    progress = [step for step in state.timeline if step.kind.value == "progress"]
+    assert [step.note for step in progress] == [f"progress {n}" for n in range(FLOOD)]
+    expected = kinds(await pipeline.wait_for(reference, is_in(Status.RESOLVED)))
+    assert expected == ["reported", "dispatched", "accepted", "resolved"]
+    waited: dict[str, int] = {}
+    for other in others:
+        other_state = await pipeline.wait_for(other, is_in(Status.RESOLVED))
+        assert kinds(other_state) == expected
+        # Temporal's clock times both incidents' steps (one server): comparable.
+        done = other_state.timeline[-1].at
+        waited[other] = sum(step.at < done for step in progress) - resolved_after[other]
+    assert pipeline.dead_letters() == []
+    print(
+        f"limit {pipeline.settings.bridge_max_in_flight}: flood of {FLOOD} applied in "
+        f"{(progress[-1].at - progress[0].at).total_seconds():.1f} s; flood events applied while each "
+        f"other resolution waited: {sorted(waited.values())}"
+    )
+    return waited
+
+
+async def test_a_flood_of_one_incidents_events_loses_nothing_and_leaves_the_others_steps_normal(
+    pipeline: Pipeline,
+) -> None:
+    # Not asserted: how long the others wait. In most runs some wait for most of the flood (up to 460
+    # of its 500 events), in some for none of it: one incident's queued events fill the in-flight limit
+    # and the pause stops every partition. A known gap (hostile-corpus report), not a property yet.
+    await flood(pipeline)
 
 
 async def test_a_second_report_with_other_content_for_a_running_incident_is_a_conflict(

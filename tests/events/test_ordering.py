@@ -95,3 +95,19 @@ async def test_a_rebalance_forgets_the_pause() -> None:
     assert order.pressure() is Pressure.PAUSE  # still at the limit, on the new partitions
     release.set()
     await asyncio.wait([task])
+
+
+async def test_each_incident_counts_its_running_and_queued_messages_until_they_end() -> None:
+    order = PerIncidentOrder(limit=10)
+    log: list[str] = []
+    slow = asyncio.Event()
+    flood = [order.start(b"inc-a", step(log, f"a{n}", slow if n == 0 else None)) for n in range(3)]
+    other = order.start(b"inc-b", step(log, "b1"))
+    keyless = order.start(None, step(log, "no key"))
+    assert (order.of(b"inc-a"), order.of(b"inc-b"), order.of(b"inc-c")) == (3, 1, 0)
+
+    await asyncio.wait([other, keyless])
+    assert (order.of(b"inc-a"), order.of(b"inc-b")) == (3, 0)
+    slow.set()
+    await asyncio.wait(flood)
+    assert order.of(b"inc-a") == 0 and len(order) == 0
