@@ -11,6 +11,10 @@ Guarantees, and how they are kept:
   (`events.ordering`);
 - backpressure: when that many calls are in flight (Temporal slow or down), the partitions are paused
   (the consumer keeps polling, so the group does not rebalance) and resumed when calls drain;
+- one incident's flood does not hold up the others: when one incident holds `bridge_max_per_incident`
+  messages (they can only run one by one), only its partition is paused, and resumed once it holds half
+  as many; the other partitions' incidents go on. A poll takes at most that many records, so one
+  incident holds at most about twice the cap (memory stays bounded by the in-flight limit anyway);
 - bad input: anything unusable goes to the dead-letter topic with the reason in its headers
   (`events.dead_letter_writer`); a dead letter the topic itself will not take is parked: logged,
   counted and committed past;
@@ -48,7 +52,7 @@ from events.errors import ErrorType
 from events.kafka import ensure_topics, make_consumer, make_producer
 from events.metrics import BridgeMetrics, MessageOutcome
 from events.offsets import OffsetTracker, measure_lag
-from events.ordering import PerIncidentOrder, Pressure
+from events.ordering import IncidentHolds, PerIncidentOrder, Pressure
 from events.settings import BridgeSettings
 from gridflow.domain.incident import Incident
 from workflows.client import (
@@ -118,6 +122,28 @@ def step_over_unreadable(consumer: KafkaConsumer, error: Exception) -> Unreadabl
     return UnreadableRecord(partition.topic, partition.partition, offset, str(error))
 
 
+def give_back_parked_records(consumer: KafkaConsumer) -> None:
+    """Let kafka-python hand over the records it parked for a partition that has been resumed.
+
+    kafka-python 3.0 keeps a paused partition's fetched records aside, fetches nothing more for it
+    while they are, and gives them back after a resume only when its in-line slot is None. But a batch
+    it has drained stays in that slot (falsy, not None) while other partitions are read: a partition
+    paused alone, as the per-incident cap does, would then never be read again. An empty slot is
+    emptied for it (private attributes of the pinned 3.0 series; without them, nothing is done).
+    """
+    fetcher = getattr(consumer, "_fetcher", None)
+    in_line = getattr(fetcher, "_next_partition_records", None)
+    if in_line is not None and not in_line and getattr(fetcher, "_paused_partition_records", None):
+        fetcher._next_partition_records = None  # type: ignore[union-attr]
+
+
+def poll_giving_back_parked(consumer: KafkaConsumer, max_records: int) -> dict[TopicPartition, list[Any]]:
+    """`consumer.poll`, after `give_back_parked_records` (on the consumer's thread)."""
+    give_back_parked_records(consumer)
+    batches: dict[TopicPartition, list[Any]] = consumer.poll(timeout_ms=200, max_records=max_records)
+    return batches
+
+
 def command_id(event: InboundEvent) -> str:
     """A stable update id for a lifecycle event: CloudEvents are unique by source and id."""
     digest = hashlib.sha256(f"{event.source}\x00{event.id}".encode()).hexdigest()
@@ -160,6 +186,9 @@ class Bridge:
         self._kafka_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gridflow-consumer")
         self._offsets = OffsetTracker()
         self._in_flight = PerIncidentOrder(settings.bridge_max_in_flight)
+        self._per_incident_cap = settings.bridge_per_incident_cap
+        self._holds: IncidentHolds[TopicPartition] = IncidentHolds(self._in_flight, self._per_incident_cap)
+        self._to_hold: set[TopicPartition] = set()  # reached by `_take`, paused by `_apply_backpressure`
         self._stopping = asyncio.Event()
         self._consumer: KafkaConsumer | None = None
         self._dead_letters: DeadLetterWriter | None = None
@@ -194,15 +223,18 @@ class Bridge:
             group=settings.consumer_group,
             dlq=settings.dlq_topic,
             max_in_flight=settings.bridge_max_in_flight,
+            max_per_incident=self._per_incident_cap,
         )
         last_commit = last_lag = time.monotonic()
         watch = asyncio.create_task(self._watch_broker())
         try:
             while not stop.is_set():
-                # Take no more than the in-flight limit leaves room for, so memory stays bounded.
-                room = self._in_flight.room(MAX_POLL_RECORDS)
+                # Take no more than the in-flight limit leaves room for, so memory stays bounded; and no
+                # more than one incident may hold, so a flood's records already fetched beyond the cap
+                # (taken all the same: they are in memory) are at most one poll's worth.
+                room = min(self._in_flight.room(MAX_POLL_RECORDS), self._per_incident_cap)
                 try:
-                    batches = await self._on_kafka(consumer.poll, timeout_ms=200, max_records=room)
+                    batches = await self._on_kafka(poll_giving_back_parked, consumer, room)
                 except CorruptRecordError as exc:
                     # kafka-python cannot decode a record (a header name that is not UTF-8): step
                     # over it and leave a dead letter that says where it is.
@@ -276,6 +308,15 @@ class Bridge:
         self.metrics.in_flight.inc()
         task = self._in_flight.start(record.key, lambda: self._see_through(partition, record))
         task.add_done_callback(lambda _: self.metrics.in_flight.dec())
+        held = self._holds.taken(record.key, partition)
+        if held is not None:
+            self._to_hold.add(held)
+            log.info(
+                "partition paused: one incident's messages at the per-incident cap",
+                partition=held.partition,
+                incident_id=(record.key or b"").decode(errors="replace"),
+                cap=self._per_incident_cap,
+            )
 
     async def _see_through(self, partition: TopicPartition, record: ConsumerRecord) -> None:
         """Handle one message to its end (acknowledged or dead-lettered), then mark it committable."""
@@ -293,15 +334,47 @@ class Bridge:
         self._offsets.finish(partition, record.offset)
 
     async def _apply_backpressure(self) -> None:
+        """Pause or resume partitions: all of them at the in-flight limit, one at the per-incident cap.
+
+        The two must not undo each other: the limit's resume leaves the partitions an incident still
+        holds paused, and an incident drained to half the cap does not resume its partition while the
+        limit pauses everything (the limit's resume will)."""
         assert self._consumer is not None
-        match self._in_flight.pressure():
-            case Pressure.PAUSE:
-                await self._on_kafka(lambda c: c.pause(*c.assignment()), self._consumer)
-                busy = len(self._in_flight)
-                log.info("bridge paused: Temporal calls in flight at the limit", in_flight=busy)
-            case Pressure.RESUME:
-                await self._on_kafka(lambda c: c.resume(*c.paused()), self._consumer)
-                log.info("bridge resumed", in_flight=len(self._in_flight))
+        pressure = self._in_flight.pressure()
+        hold, self._to_hold = self._to_hold, set()
+        freed = self._holds.released()
+        if pressure is None and not hold and not freed:
+            return  # nearly every time: no call to the consumer's thread
+        held = self._holds.held()
+        everything_paused = self._in_flight.paused
+
+        def apply(consumer: KafkaConsumer) -> set[TopicPartition]:
+            # Only assigned partitions: a rebalance may have taken some since they were noted.
+            assigned: set[TopicPartition] = consumer.assignment()
+            resumed: set[TopicPartition] = set()
+            if pressure is Pressure.PAUSE:
+                consumer.pause(*assigned)
+            elif pressure is Pressure.RESUME:
+                resumed = consumer.paused() - held
+            if hold & assigned:
+                consumer.pause(*(hold & assigned))
+            if freed and not everything_paused:
+                resumed |= freed & assigned
+            if resumed:
+                consumer.resume(*resumed)
+            return resumed
+
+        resumed = await self._on_kafka(apply, self._consumer)
+        busy = len(self._in_flight)
+        if pressure is Pressure.PAUSE:
+            log.info("bridge paused: Temporal calls in flight at the limit", in_flight=busy)
+        elif pressure is Pressure.RESUME:
+            log.info("bridge resumed", in_flight=busy, still_held=sorted(tp.partition for tp in held))
+        if freed and resumed & freed:
+            log.info(
+                "partition resumed: its incidents drained to half the per-incident cap",
+                partitions=sorted(tp.partition for tp in resumed & freed),
+            )
 
     async def _commit(self, partitions: list[TopicPartition] | None = None) -> None:
         offsets = self._offsets.committable(partitions)
@@ -462,6 +535,10 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
                 bridge.metrics.consumer_lag_measured.remove(str(tp.partition))
         bridge.assigned -= set(revoked)
         bridge._in_flight.partitions_reassigned()
+        # They come back (here or elsewhere) unpaused: what an incident held is no longer paused, and
+        # its next message taken at the cap holds the partition again.
+        bridge._holds.forget(revoked)
+        bridge._to_hold -= set(revoked)
         log.info("partitions revoked", partitions=sorted(tp.partition for tp in revoked))
 
     def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:

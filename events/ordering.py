@@ -3,13 +3,20 @@
 Messages with the same key (the incident id) run one after another; different incidents run
 concurrently, up to the in-flight limit. At the limit the bridge pauses its partitions (the consumer
 keeps polling, so the group does not rebalance) and resumes them once half the calls have drained.
+
+One incident's messages can only run one by one, so a flood of them would fill the limit and stop every
+other incident with it; `IncidentHolds` caps what one incident may hold, by pausing only the partition
+its messages come from (a key always maps to one partition) until it has drained to half the cap.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from enum import Enum
+from typing import Generic, TypeVar
+
+P = TypeVar("P", bound=Hashable)  # a partition (kafka's TopicPartition in the bridge)
 
 
 class Pressure(Enum):
@@ -88,6 +95,11 @@ class PerIncidentOrder:
             return Pressure.RESUME
         return None
 
+    @property
+    def paused(self) -> bool:
+        """Whether the in-flight limit has paused every partition (and not yet resumed them)."""
+        return self._paused
+
     def partitions_reassigned(self) -> None:
         """A rebalance hands out partitions unpaused: nothing is paused any more."""
         self._paused = False
@@ -102,3 +114,41 @@ class PerIncidentOrder:
         if pending:
             await asyncio.wait(pending)
         return len(pending)
+
+
+class IncidentHolds(Generic[P]):
+    """Partitions paused because one of their incidents holds `cap` messages in flight.
+
+    A partition is held while any incident holding it has more than half the cap in flight; the caller
+    pauses what `taken` returns and resumes what `released` returns (unless the in-flight limit has
+    paused everything: then the limit's own resume lets it go, minus what is still `held`).
+    """
+
+    def __init__(self, order: PerIncidentOrder, cap: int) -> None:
+        self._order = order
+        self._cap = cap
+        self._holders: dict[bytes, P] = {}  # each incident at the cap, and the partition it holds
+
+    def taken(self, key: bytes | None, partition: P) -> P | None:
+        """After a message of `key` from `partition` is started: the partition to pause now, if any."""
+        if key is None or key in self._holders or self._order.of(key) < self._cap:
+            return None
+        newly = partition not in self.held()
+        self._holders[key] = partition
+        return partition if newly else None
+
+    def released(self) -> set[P]:
+        """The partitions no incident holds any more (each has drained to half the cap): to resume."""
+        drained = [key for key in self._holders if self._order.of(key) <= self._cap // 2]
+        freed = {self._holders.pop(key) for key in drained}
+        return freed - self.held()
+
+    def held(self) -> set[P]:
+        """The partitions held now."""
+        return set(self._holders.values())
+
+    def forget(self, partitions: Iterable[P]) -> None:
+        """Partitions revoked in a rebalance: no longer ours to pause or resume."""
+        gone = set(partitions)
+        for key in [key for key, partition in self._holders.items() if partition in gone]:
+            del self._holders[key]

@@ -72,3 +72,19 @@ class BridgeSettings(KafkaSettings):
     bridge_max_in_flight: int = Field(
         200, description="the bridge's Temporal calls at once; more pauses the partitions"
     )
+    # One incident's messages run one by one: a flood of them would fill the in-flight limit, and the
+    # pause at the limit would stop every other incident with it.
+    bridge_max_per_incident: int | None = Field(
+        None,
+        ge=1,
+        description="messages one incident may hold in the bridge (running, or queued behind its earlier "
+        "ones); at that many only its partition is paused, until it holds half as many (unset: a quarter "
+        "of GRIDFLOW_BRIDGE_MAX_IN_FLIGHT, 50 with its default)",
+    )
+
+    @property
+    def bridge_per_incident_cap(self) -> int:
+        """`bridge_max_per_incident`, or a quarter of the in-flight limit (at least 2, so that half of it
+        leaves the incident something queued); never above that limit."""
+        cap = self.bridge_max_per_incident or max(2, self.bridge_max_in_flight // 4)
+        return max(1, min(cap, self.bridge_max_in_flight))

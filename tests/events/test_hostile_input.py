@@ -12,7 +12,7 @@ import json
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, currently_in_test_context, given, settings
 from hypothesis import event as note_outcome
 from hypothesis import strategies as st
+from kafka.partitioner.default import murmur2
 
 from events import contract
 from events.bridge import Bridge
@@ -701,17 +702,52 @@ def progress_count(state: IncidentState) -> int:
     return sum(step.kind.value == "progress" for step in state.timeline)
 
 
-async def flood(pipeline: Pipeline) -> dict[str, int]:
-    """500 progress events of one incident waiting in the topic, ten other incidents' events mixed in,
-    then a bridge. Checks that nothing is lost and the others' steps are a normal incident's; returns,
-    for each other incident, how many of the flood's events were applied between its resolution's place
-    in the topic and its being applied (negative: before the flood got there)."""
+def partition_of(pipeline: Pipeline, incident_id: str) -> int:
+    """The partition an incident's events go to: Kafka's default partitioner, murmur2 of the key."""
+    partitions = sorted(pipeline.producer.partitions_for(pipeline.settings.incidents_topic))
+    return int(partitions[(murmur2(incident_id.encode()) & 0x7FFFFFFF) % len(partitions)])
+
+
+def publish_to_partition(pipeline: Pipeline, event: InboundEvent) -> int:
+    """Publish an event; the partition the broker put it in."""
+    key, value, headers = encode_structured(event)
+    sent = pipeline.producer.send(pipeline.settings.incidents_topic, key=key, value=value, headers=headers)
+    return int(sent.get(10).partition)
+
+
+@dataclass(frozen=True)
+class Flooded:
+    """What a flood left: for each other incident, how many of the flood's events were applied before its
+    resolution, and after how many its resolution was in the topic; which share the flood's partition."""
+
+    applied_before: dict[str, int]
+    resolved_after: dict[str, int]
+    same_partition: set[str]
+
+    def waited(self, other: str) -> int:
+        """Flood events applied between the resolution's place in the topic and its being applied
+        (negative: applied before the flood got there)."""
+        return self.applied_before[other] - self.resolved_after[other]
+
+
+async def flood(pipeline: Pipeline) -> Flooded:
+    """500 progress events of one incident waiting in the topic, ten other incidents' events mixed in
+    (three on the flood's partition, seven on others), then a bridge. Checks that nothing of the flood is
+    lost or reordered and that the others' steps are a normal incident's."""
     reference, flooded = new_id(), new_id()
-    others = [new_id() for _ in range(10)]
+    flood_partition = partition_of(pipeline, flooded)
+    same: list[str] = []
+    elsewhere: list[str] = []
+    while len(same) < 3 or len(elsewhere) < 7:
+        candidate = new_id()
+        side, wanted = (same, 3) if partition_of(pipeline, candidate) == flood_partition else (elsewhere, 7)
+        if len(side) < wanted:
+            side.append(candidate)
+    others = sorted(same + elsewhere)  # random ids: the two kinds mixed along the flood
     normal = (contract.REPORTED, contract.ACCEPTED, contract.RESOLVED)
     for event_type in normal:
         pipeline.publish(pipeline.event(event_type, reference))
-    pipeline.publish(pipeline.event(contract.REPORTED, flooded))
+    assert publish_to_partition(pipeline, pipeline.event(contract.REPORTED, flooded)) == flood_partition
     pipeline.publish(pipeline.event(contract.ACCEPTED, flooded))
     # Each other incident's three events spread over the flood's first half: at 20j, 20j + 5, 20j + 10.
     mixed_in = {20 * j + 5 * n: (other, normal[n]) for j, other in enumerate(others) for n in range(3)}
@@ -719,7 +755,8 @@ async def flood(pipeline: Pipeline) -> dict[str, int]:
     for number in range(FLOOD):
         if number in mixed_in:
             other, event_type = mixed_in[number]
-            pipeline.publish(pipeline.event(event_type, other))
+            partition = publish_to_partition(pipeline, pipeline.event(event_type, other))
+            assert (partition == flood_partition) is (other in same)
             if event_type == contract.RESOLVED:
                 resolved_after[other] = number
         pipeline.publish(pipeline.event(contract.PROGRESS, flooded, note=f"progress {number}"))
@@ -727,32 +764,43 @@ async def flood(pipeline: Pipeline) -> dict[str, int]:
 
     state = await pipeline.wait_for(flooded, lambda st: progress_count(st) == FLOOD, within=600)
     progress = [step for step in state.timeline if step.kind.value == "progress"]
-    assert [step.note for step in progress] == [f"progress {n}" for n in range(FLOOD)]
+    assert [step.note for step in progress] == [f"progress {n}" for n in range(FLOOD)]  # none lost, doubled
     expected = kinds(await pipeline.wait_for(reference, is_in(Status.RESOLVED)))
     assert expected == ["reported", "dispatched", "accepted", "resolved"]
-    waited: dict[str, int] = {}
+    applied_before: dict[str, int] = {}
     for other in others:
         other_state = await pipeline.wait_for(other, is_in(Status.RESOLVED))
         assert kinds(other_state) == expected
         # Temporal's clock times both incidents' steps (one server): comparable.
         done = other_state.timeline[-1].at
-        waited[other] = sum(step.at < done for step in progress) - resolved_after[other]
+        applied_before[other] = sum(step.at < done for step in progress)
     assert pipeline.dead_letters() == []
+    result = Flooded(applied_before, resolved_after, set(same))
     print(
-        f"limit {pipeline.settings.bridge_max_in_flight}: flood of {FLOOD} applied in "
+        f"limit {pipeline.settings.bridge_max_in_flight}, per incident "
+        f"{pipeline.settings.bridge_per_incident_cap}: flood of {FLOOD} applied in "
         f"{(progress[-1].at - progress[0].at).total_seconds():.1f} s; flood events applied while each "
-        f"other resolution waited: {sorted(waited.values())}"
+        f"other resolution waited: on other partitions {sorted(map(result.waited, elsewhere))}, on the "
+        f"flood's {sorted(map(result.waited, same))}"
     )
-    return waited
+    return result
 
 
 async def test_a_flood_of_one_incidents_events_loses_nothing_and_leaves_the_others_steps_normal(
     pipeline: Pipeline,
 ) -> None:
-    # Not asserted: how long the others wait. In most runs some wait for most of the flood (up to 460
-    # of its 500 events), in some for none of it: one incident's queued events fill the in-flight limit
-    # and the pause stops every partition. A known gap (hostile-corpus report), not a property yet.
-    await flood(pipeline)
+    flooded = await flood(pipeline)
+
+    # The flood holds only its own partition (the per-incident cap): an incident on another partition
+    # is resolved, its last step, before half the flood is applied, wherever its events were mixed in
+    # (up to event 190). Those on the flood's partition come after the flood's events before theirs:
+    # how long they wait is printed, not asserted.
+    late = {
+        other: applied
+        for other, applied in flooded.applied_before.items()
+        if other not in flooded.same_partition and applied >= FLOOD // 2
+    }
+    assert late == {}, f"resolved only after this many of the flood's {FLOOD} events: {late}"
 
 
 async def test_a_second_report_with_other_content_for_a_running_incident_is_a_conflict(
