@@ -48,6 +48,8 @@ ACTIVITY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_inte
 ACTIVITY_TIMEOUT = timedelta(seconds=10)
 
 ILLEGAL = "IllegalTransition"
+#: `workflow.patched` id: lifecycle commands fire the clocks already due before they apply (2026-12).
+FIRE_DUE_BEFORE_COMMANDS = "fire-due-before-commands"
 
 C = TypeVar("C", bound=LifecycleCommand)
 
@@ -172,6 +174,11 @@ class IncidentWorkflow:
         # A command can arrive while the rule is still being matched; it waits rather than fails.
         await workflow.wait_condition(self._started)
         state = self._state
+        if workflow.patched(FIRE_DUE_BEFORE_COMMANDS):
+            # A command can reach the workflow in the same task as a clock already due (the worker or
+            # the server was down at the deadline), and the SDK runs update handlers before timers. The
+            # clocks first: a breach that happened is recorded, and a late acceptance is not on time.
+            self._took(lifecycle.fire_due(state, self._incident, self._now()))
         _refuse(lifecycle.refusal(state, command))
         self._took(lifecycle.apply(state, self._incident, command, self._now()))
         return IncidentSummary.of(state)
