@@ -60,6 +60,7 @@ from workflows.client import (
     TemporalErrorKind,
     classify_temporal_error,
     command_was_applied,
+    is_connect_failure,
     report_incident,
     send_command,
 )
@@ -440,11 +441,18 @@ class Bridge:
         while True:
             try:
                 return await call()
-            except TEMPORAL_CALL_ERRORS as exc:
-                failure = classify_temporal_error(exc)
-                if failure.kind is not TemporalErrorKind.TRANSIENT:
-                    refused = f"Temporal refused the call: {failure.detail}"
-                    return DeadLetter(ErrorType.TEMPORAL_REFUSED, refused)
+            except (*TEMPORAL_CALL_ERRORS, RuntimeError) as exc:
+                if isinstance(exc, TEMPORAL_CALL_ERRORS):
+                    failure = classify_temporal_error(exc)
+                    if failure.kind is not TemporalErrorKind.TRANSIENT:
+                        refused = f"Temporal refused the call: {failure.detail}"
+                        return DeadLetter(ErrorType.TEMPORAL_REFUSED, refused)
+                    detail = failure.detail
+                elif is_connect_failure(exc):
+                    # A bridge started while Temporal was down: its lazy client has never connected.
+                    detail = str(exc)
+                else:
+                    raise
                 if self._stopping.is_set():
                     raise asyncio.CancelledError from exc
                 self.metrics.temporal_retries.inc()
@@ -452,7 +460,7 @@ class Bridge:
                     "Temporal unavailable; retrying",
                     incident_id=event.incident_id,
                     type=event.type,
-                    error=failure.detail,
+                    error=detail,
                     retry_in=round(delay, 1),
                 )
                 await asyncio.sleep(delay)

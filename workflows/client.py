@@ -202,6 +202,16 @@ def classify_temporal_error(error: TemporalCallError) -> TemporalFailure:
     return TemporalFailure(TemporalErrorKind.OTHER, error.message)
 
 
+#: How the SDK's lazy client says its first connection failed (a RuntimeError, not an RPCError).
+_CONNECT_FAILED: Final = "Failed client connect"
+
+
+def is_connect_failure(error: BaseException) -> bool:
+    """Whether `error` is a lazy client failing to reach Temporal at all: a server still down when a
+    process started, as transient as UNAVAILABLE."""
+    return isinstance(error, RuntimeError) and str(error).startswith(_CONNECT_FAILED)
+
+
 def _names_a_namespace(error: RPCError) -> bool:
     # A missing namespace is NOT_FOUND too, and says so in its details, not about any incident.
     return any(detail.Is(NamespaceNotFoundFailure.DESCRIPTOR) for detail in error.grpc_status.details)

@@ -121,3 +121,40 @@ async def test_events_arriving_while_temporal_is_down_are_applied_once_it_is_bac
     started = [w.id async for w in client.list_workflows(f"TaskQueue = '{settings.task_queue}'")]
     assert sorted(started) == sorted(f"incident-{i}" for i in before + during)
     producer.close(5)
+
+
+async def test_a_bridge_started_while_temporal_is_down_holds_its_events_until_it_is_up(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    # Its lazy client has never connected: the SDK says so with a RuntimeError, not an RPCError, and
+    # that is as transient as UNAVAILABLE (the chaos soak lost events to it as internal errors).
+    temporal = TemporalServer(tmp_path)
+    name = uuid.uuid4().hex[:8]
+    settings = isolated_settings(kafka_bootstrap, temporal_address=temporal.address)
+    lazy = await Client.connect(temporal.address, data_converter=pydantic_data_converter, lazy=True)
+    await asyncio.to_thread(ensure_topics, settings)
+    producer = await asyncio.to_thread(make_producer, settings)
+    pipeline = Pipeline(settings, lazy, MemorySink(), producer)
+    incidents = [f"inc-{name}-{i}" for i in range(5)]
+    bridge = pipeline.start_bridge(Bridge(settings, lazy))
+    for incident_id in incidents:
+        pipeline.publish(pipeline.event(contract.REPORTED, incident_id))
+    registry = bridge.metrics.registry
+    for _ in range(300):
+        if (registry.get_sample_value("gridflow_bridge_temporal_retries_total") or 0) >= 2:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the bridge never retried: did it take the events?")
+    try:
+        await temporal.start()
+        client = await Client.connect(temporal.address, data_converter=pydantic_data_converter)
+        await register_search_attributes(client, "default")
+        async with build_worker(client, settings.task_queue, RulesSource(), [pipeline.sink]):
+            for incident_id in incidents:
+                await pipeline.wait_for(incident_id, lambda s: s.status is Status.DISPATCHED, within=60)
+            await pipeline.stop_bridges()
+    finally:
+        temporal.stop()
+    assert pipeline.dead_letters() == []
+    producer.close(5)
