@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import socket
 import subprocess
 import time
@@ -34,6 +35,15 @@ def local_broker(port: int, timeout: float = 30, advertised: str | None = None) 
 
     `advertised` (host:port) is where it tells clients to connect, when that is a proxy in front of it.
     """
+    with local_broker_process(port, timeout, advertised):
+        yield f"127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def local_broker_process(
+    port: int, timeout: float = 30, advertised: str | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`local_broker`, yielding its process (for a test to signal: SIGSTOP freezes it)."""
     broker = subprocess.Popen(
         tansu_command("127.0.0.1", port, advertised), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -47,8 +57,10 @@ def local_broker(port: int, timeout: float = 30, advertised: str | None = None) 
                 if time.monotonic() > deadline or broker.poll() is not None:
                     raise RuntimeError("the Tansu broker did not start") from None
                 time.sleep(0.05)
-        yield f"127.0.0.1:{port}"
+        yield broker
     finally:
+        with contextlib.suppress(ProcessLookupError):
+            broker.send_signal(signal.SIGCONT)  # a frozen process does not act on SIGTERM
         broker.terminate()
         try:
             broker.wait(10)

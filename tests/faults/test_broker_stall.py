@@ -24,14 +24,13 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,7 +46,7 @@ from events.cloudevents import encode_structured, make_event
 from events.dead_letters import read_dead_letters
 from events.kafka import client_config, ensure_topics, make_producer
 from events.lifecycle import step_event_type
-from gridflow.app.broker import tansu_command
+from gridflow.app.broker import local_broker_process
 from gridflow.app.codec import generate_key
 from gridflow.app.settings import Settings
 from gridflow.domain.incident import workflow_id_for
@@ -71,32 +70,11 @@ POLL_SECONDS = 0.5  # how often the test reads the bridge's endpoint
 # ---------------------------------------------------------------------- the broker, and its outages
 
 
-@contextlib.contextmanager
-def tansu(port: int, advertised: str | None = None) -> Iterator[subprocess.Popen[bytes]]:
+def tansu(
+    port: int, advertised: str | None = None
+) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
     """A Tansu broker of this test's own on 127.0.0.1:port (its process, to freeze), until the block ends."""
-    broker = subprocess.Popen(
-        tansu_command("127.0.0.1", port, advertised), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or broker.poll() is not None:
-                    raise RuntimeError("the Tansu broker did not start") from None
-                time.sleep(0.05)
-        yield broker
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            broker.send_signal(signal.SIGCONT)  # a frozen process does not act on SIGTERM
-        broker.terminate()
-        try:
-            broker.wait(10)
-        except subprocess.TimeoutExpired:
-            broker.kill()
-            broker.wait(10)
+    return local_broker_process(port, advertised=advertised)
 
 
 @dataclass
