@@ -99,13 +99,9 @@ def test_encoded_structured_events_validate_against_the_envelope_schema(exported
         check.validate({**document, "specversion": "0.3"})
 
 
-def test_outbound_step_data_validates_against_the_step_schema(exported: dict[str, Path]) -> None:
-    from datetime import UTC, datetime
-
-    check = validator(load(exported[STEP_SCHEMA_FILE]))
-    at = datetime(2026, 11, 23, 8, tzinfo=UTC)
-    steps = [Step(seq=i + 1, kind=kind, at=at, status=Status.DISPATCHED) for i, kind in enumerate(StepKind)]
-    batch = StepBatch(
+def _batch(steps: list[Step]) -> StepBatch:
+    """Steps of one incident, in the low-cardinality context the events carry."""
+    return StepBatch(
         incident_id="inc-7",
         category="street_lamp",
         priority=Priority.LOW,
@@ -114,6 +110,15 @@ def test_outbound_step_data_validates_against_the_step_schema(exported: dict[str
         rules_version=None,
         steps=steps,
     )
+
+
+def test_outbound_step_data_validates_against_the_step_schema(exported: dict[str, Path]) -> None:
+    from datetime import UTC, datetime
+
+    check = validator(load(exported[STEP_SCHEMA_FILE]))
+    at = datetime(2026, 11, 23, 8, tzinfo=UTC)
+    steps = [Step(seq=i + 1, kind=kind, at=at, status=Status.DISPATCHED) for i, kind in enumerate(StepKind)]
+    batch = _batch(steps)
     for _, value, _ in step_events(batch):
         check.validate(json.loads(value)["data"])
     assert "incident_id" in load(exported[STEP_SCHEMA_FILE])["required"]
@@ -131,15 +136,7 @@ def test_the_step_schema_takes_a_step_with_or_without_its_notes_text(exported: d
         status=Status.RESOLVED,
         note="Zhao Lanying says thanks",
     )
-    batch = StepBatch(
-        incident_id="inc-7",
-        category="street_lamp",
-        priority=Priority.LOW,
-        district_id="d-1",
-        rule_name=None,
-        rules_version=None,
-        steps=[step],
-    )
+    batch = _batch([step])
     for include_notes in (False, True):
         [(_, value, _)] = step_events(batch, include_notes=include_notes)
         data = json.loads(value)["data"]

@@ -15,10 +15,10 @@ from gridflow.app.cli.shared import (
     TEMPORAL,
     TEMPORAL_LOCAL,
     add_command,
-    fail,
     kafka_errors,
     metrics_port_errors,
     reach_kafka,
+    refuse_without_keys,
     temporal_errors,
 )
 from gridflow.app.compose import run_bridge, run_worker, stop_on_signals
@@ -26,7 +26,6 @@ from gridflow.app.devstack import DevStack, demo_name, demo_rules, run_demo
 from gridflow.app.live_view import watch_live
 from gridflow.app.logs import configure_logging
 from gridflow.app.settings import Settings
-from gridflow.app.temporal import KeysRequiredError, require_keys
 
 #: The dev stack's full log, in its state directory.
 DEV_LOG = "gridflow.log"
@@ -75,7 +74,7 @@ async def dev(args: argparse.Namespace, settings: Settings) -> int:
 
 async def worker(args: argparse.Namespace, settings: Settings) -> int:
     """`gridflow worker`: run incident workflows on the task queue until SIGINT or SIGTERM."""
-    _require_keys(settings, "gridflow worker")
+    refuse_without_keys(settings, "gridflow worker")
     # The worker publishes every step to Kafka: a missing broker is said in seconds, not after 30.
     await asyncio.to_thread(reach_kafka, settings)
     with temporal_errors(settings), kafka_errors(settings), metrics_port_errors(settings):
@@ -85,20 +84,12 @@ async def worker(args: argparse.Namespace, settings: Settings) -> int:
 
 async def bridge(args: argparse.Namespace, settings: Settings) -> int:
     """`gridflow bridge`: consume the incidents topic until SIGINT or SIGTERM."""
-    _require_keys(settings, "gridflow bridge")
+    refuse_without_keys(settings, "gridflow bridge")
     # Temporal may be down when a bridge starts (its client is lazy); Kafka must answer.
     await asyncio.to_thread(reach_kafka, settings)
     with kafka_errors(settings), metrics_port_errors(settings):
         await run_bridge(settings, stop_on_signals())
     return EXIT_OK
-
-
-def _require_keys(settings: Settings, what: str) -> None:
-    """Refuse in one line, before reaching any server, to write payloads into Temporal in clear."""
-    try:
-        require_keys(settings, what)
-    except KeysRequiredError as exc:
-        fail(str(exc))
 
 
 def add_dev(commands: Any) -> None:

@@ -113,14 +113,20 @@ def _connect_failure(text: str) -> str:
     return reason[:1].lower() + reason[1:]
 
 
+def refuse_without_keys(settings: Settings, what: str) -> None:
+    """Fail in one line, before reaching any server, when `what` would write payloads into Temporal in
+    clear (`require_keys`)."""
+    try:
+        require_keys(settings, what)
+    except KeysRequiredError as exc:
+        fail(str(exc))
+
+
 async def connect_to_temporal(settings: Settings, *, writes: str | None = None) -> Client:
     """A client of the settings' Temporal; an unreachable server is a CommandError. A command that
     `writes` incident payloads (its name) is refused without encryption keys (`require_keys`)."""
     if writes is not None:
-        try:
-            require_keys(settings, writes)
-        except KeysRequiredError as exc:
-            fail(str(exc))
+        refuse_without_keys(settings, writes)
     with temporal_errors(settings):
         client = await connect(settings)
     return client
