@@ -53,7 +53,8 @@ class Settings(BridgeSettings, ArchiveSettings, BaseSettings):
     codec_keys: SecretStr | None = Field(
         None,
         description="AES-256-GCM keys for payloads in Temporal, `id:base64key,...`, current first "
-        "(unset: the worker and the bridge refuse to start; `gridflow dev` makes its own)",
+        "(unset: the worker, the bridge and the incident commands refuse to run; `gridflow dev` makes "
+        "its own)",
     )
     codec_server_token: SecretStr | None = Field(
         None, description="the `Authorization` value `gridflow codec-server` requires"
