@@ -30,6 +30,7 @@ from gridflow.app.metrics_server import Readiness, serve_metrics
 from gridflow.app.open_incidents import OpenIncidentsGauge, publish_open_incidents
 from gridflow.app.settings import Settings
 from gridflow.app.temporal import connect, require_keys, sdk_metrics_runtime
+from gridflow.app.worker_tuning import WorkerTuning
 from gridflow.domain.rules.loader import RulesSource
 from workflows.incident import IncidentWorkflow
 
@@ -45,12 +46,14 @@ def build_worker(
     *,
     extra_workflows: Sequence[type] = (),
     extra_activities: Sequence[Callable[..., Any]] = (),
+    tuning: WorkerTuning | None = None,
 ) -> Worker:
     """A worker for incident workflows, matching rules from `rules` and publishing to `sinks`.
 
     `metrics` counts the steps, in its process's registry (None: nothing is counted, as in simulations,
     benchmarks and most tests). The metrics sink goes last, so a step is counted only once every other
     sink has taken it. Simulations add their scripted handlers as extra workflows and activities.
+    `tuning` sizes the worker (None: the defaults of the GRIDFLOW_WORKER_* settings).
     """
     chosen: list[StepSink] = list(sinks) if sinks is not None else [LogSink()]
     if metrics is not None:
@@ -61,6 +64,7 @@ def build_worker(
         task_queue=task_queue,
         workflows=[IncidentWorkflow, *extra_workflows],
         activities=[activities.match_rule, activities.publish_steps, *extra_activities],
+        **(tuning or WorkerTuning.defaults()).worker_options(),
     )
 
 
@@ -91,7 +95,14 @@ async def run_worker(settings: Settings, stop: asyncio.Event, rules: RulesSource
     producer = await asyncio.to_thread(make_producer, settings)
     registry = process_registry()
     metrics = LifecycleMetrics(registry)
-    worker = build_worker(client, settings.task_queue, rules, step_sinks(settings, producer), metrics)
+    worker = build_worker(
+        client,
+        settings.task_queue,
+        rules,
+        step_sinks(settings, producer),
+        metrics,
+        tuning=WorkerTuning.of(settings),
+    )
     open_incidents = OpenIncidentsGauge(registry)
     readiness = Readiness()
     levels = sorted({level for rule in rules.current().rules for level in rule.levels})

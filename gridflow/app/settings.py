@@ -80,6 +80,30 @@ class Settings(BridgeSettings, ArchiveSettings, BaseSettings):
         "info",
         description="debug, info, warning, error or critical (one-shot commands: warning unless set)",
     )
+    # Worker tuning (gridflow.app.worker_tuning; what each costs is in the README's capacity plan)
+    worker_max_cached_workflows: int = Field(
+        1000,
+        ge=0,
+        description="incidents a worker keeps in memory between their tasks (about 160 KiB each); "
+        "one not cached replays its history on its next task",
+    )
+    worker_max_concurrent_workflow_tasks: int = Field(
+        100, ge=2, description="workflow tasks a worker runs at once (at least 2)"
+    )
+    worker_max_concurrent_activities: int = Field(
+        100, ge=1, description="activities (rule matching, publishing steps) a worker runs at once"
+    )
+    worker_sticky_queue_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="how long an incident's next task waits for the worker that cached it before "
+        "any worker takes it (and replays): a killed worker's incidents are late by up to this",
+    )
+    worker_sandbox_passthrough: str = Field(
+        "pydantic,pydantic_core,annotated_types,typing_extensions,typing_inspection",
+        description="modules the workflow sandbox shares instead of re-importing for each incident it "
+        "loads, comma-separated (side-effect-free libraries only)",
+    )
     # Reports
     report_weights: str = Field(
         "response=30,resolution=35,satisfaction=35",
