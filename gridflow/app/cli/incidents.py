@@ -3,24 +3,34 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import base64
+import binascii
+import hashlib
+import json
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from temporalio.client import WorkflowExecution
+from temporalio.client import Client, WorkflowExecution
 
 from gridflow.app.cli.inputs import read_incident
 from gridflow.app.cli.shared import (
     EXIT_OK,
+    EXIT_REFUSED,
+    RULES,
     TEMPORAL,
     add_command,
     add_group,
     connect_to_temporal,
     fail,
+    rules_or_builtin,
     table,
     temporal_errors,
 )
+from gridflow.app.open_incidents import count_incidents
 from gridflow.app.settings import Settings
 from gridflow.domain.incident import Rating, Status
 from gridflow.domain.lifecycle import (
@@ -130,6 +140,71 @@ def _list_query(args: argparse.Namespace) -> str:
     return " AND ".join(clauses)
 
 
+#: The list's columns, as the table heads them.
+_HEADER = ["incident", "status", "level", "district", "category", "priority", "started", "workflow"]
+#: Rows on one page when --page-size is not given: one screen; --all fetches bigger pages.
+_PAGE_SIZE, _ALL_PAGE_SIZE = 50, 1000
+#: A usage error exits 2, as argparse's own do.
+EXIT_USAGE = EXIT_REFUSED
+#: The first bytes of a page token: its format, should it ever change.
+_TOKEN_FORMAT = b"g1"
+_FINGERPRINT_BYTES = _CHECK_BYTES = 4
+_NOT_A_TOKEN = (
+    "--page: not a page token of `gridflow incident list`, or not all of one "
+    "(copy it whole from the list's `more incidents match` line)"
+)
+
+
+def _digest(data: bytes, size: int) -> bytes:
+    return hashlib.sha256(data).digest()[:size]
+
+
+def encode_page_token(query: str, token: bytes) -> str:
+    """Temporal's next-page token as the terminal shows it: URL-safe base64 of our format, the list's
+    query's fingerprint (a token given with other filters is refused instead of listing nothing), the
+    token, and a check (a token cut short or mistyped is refused instead of sent)."""
+    raw = _TOKEN_FORMAT + _digest(query.encode(), _FINGERPRINT_BYTES) + token
+    return base64.urlsafe_b64encode(raw + _digest(raw, _CHECK_BYTES)).decode("ascii").rstrip("=")
+
+
+def decode_page_token(query: str, text: str) -> bytes:
+    """Temporal's next-page token from `--page TEXT`; anything else is a one-line usage error.
+
+    Checked here, before any request: the server answers a malformed token with an internal error
+    that the SDK retries for some ten seconds before giving up.
+    """
+    try:
+        raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError):
+        fail(_NOT_A_TOKEN, EXIT_USAGE)
+    head = len(_TOKEN_FORMAT) + _FINGERPRINT_BYTES
+    body, check = raw[:-_CHECK_BYTES], raw[-_CHECK_BYTES:]
+    if len(body) <= head or not body.startswith(_TOKEN_FORMAT) or _digest(body, _CHECK_BYTES) != check:
+        fail(_NOT_A_TOKEN, EXIT_USAGE)
+    if body[len(_TOKEN_FORMAT) : head] != _digest(query.encode(), _FINGERPRINT_BYTES):
+        fail(
+            "--page: this token continues a list with other filters: give the filters of the list "
+            "it came from",
+            EXIT_USAGE,
+        )
+    return body[head:]
+
+
+def _execution_fields(execution: WorkflowExecution) -> dict[str, str | None]:
+    attrs = execution.typed_search_attributes
+    return {
+        "incident_id": execution.id.removeprefix("incident-"),
+        "status": attrs.get(sa.STATUS),
+        "level": attrs.get(sa.LEVEL),
+        "district": attrs.get(sa.DISTRICT),
+        "category": attrs.get(sa.CATEGORY),
+        "priority": attrs.get(sa.PRIORITY),
+        "rule": attrs.get(sa.RULE),
+        "started": execution.start_time.astimezone(UTC).isoformat() if execution.start_time else None,
+        "workflow": execution.status.name.lower() if execution.status else None,
+    }
+
+
 def _execution_row(execution: WorkflowExecution) -> list[str]:
     attrs = execution.typed_search_attributes
     incident_id = execution.id.removeprefix("incident-")
@@ -138,17 +213,133 @@ def _execution_row(execution: WorkflowExecution) -> list[str]:
     return [incident_id, *values, when(execution.start_time), state]
 
 
-async def list_incidents(args: argparse.Namespace, settings: Settings) -> int:
-    """`gridflow incident list [filters]`: incidents by their search attributes, newest first."""
-    client = await connect_to_temporal(settings)
-    rows = [["incident", "status", "level", "district", "category", "priority", "started", "workflow"]]
-    with temporal_errors(settings):
-        async for execution in client.list_workflows(_list_query(args), limit=args.limit):
-            rows.append(_execution_row(execution))
-    if len(rows) == 1:
+async def _pages(
+    client: Client, query: str, page_size: int, token: bytes | None
+) -> AsyncIterator[tuple[Sequence[WorkflowExecution], bytes | None]]:
+    """Each page of the list with the token of the next one (None after the last)."""
+    pages = client.list_workflows(query, page_size=page_size, next_page_token=token)
+    while True:
+        await pages.fetch_next_page()
+        yield pages.current_page or [], pages.next_page_token
+        if pages.next_page_token is None:
+            return
+
+
+async def _more_after(client: Client, query: str, token: bytes) -> bool:
+    """Whether anything follows a full page: the server hands out a token after every full page,
+    even the last one, and a hint that leads to an empty page would mislead."""
+    probe = client.list_workflows(query, page_size=1, next_page_token=token)
+    await probe.fetch_next_page()
+    return bool(probe.current_page)
+
+
+def _json_line(execution: WorkflowExecution) -> str:
+    return json.dumps(_execution_fields(execution))
+
+
+async def _one_page(client: Client, query: str, args: argparse.Namespace, token: bytes | None) -> None:
+    page_size = args.page_size or _PAGE_SIZE
+    page = client.list_workflows(query, page_size=page_size, next_page_token=token)
+    await page.fetch_next_page()
+    executions, next_token = page.current_page or [], page.next_page_token
+    if next_token is not None and not await _more_after(client, query, next_token):
+        next_token = None
+    if not executions:
         print("no incidents match", file=sys.stderr)
+    elif args.json:
+        print("\n".join(_json_line(execution) for execution in executions))
     else:
-        print(table(rows))
+        print(table([_HEADER, *(_execution_row(execution) for execution in executions)]))
+    if next_token is not None:
+        print(
+            f"more incidents match: add --page {encode_page_token(query, next_token)} for the next page",
+            file=sys.stderr,
+        )
+
+
+async def _every_page(client: Client, query: str, args: argparse.Namespace, token: bytes | None) -> None:
+    """Every page, printed as it comes: a city's 500,000 incidents are never held at once. The
+    table's columns take the widths of the first page (a longer value later only pushes its row)."""
+    listed, widths = 0, None
+    async for executions, next_token in _pages(client, query, args.page_size or _ALL_PAGE_SIZE, token):
+        if args.json:
+            lines = [_json_line(execution) for execution in executions]
+        else:
+            rows = [_execution_row(execution) for execution in executions]
+            if widths is None and rows:
+                widths = [max(len(row[i]) for row in [_HEADER, *rows]) for i in range(len(_HEADER))]
+                rows.insert(0, _HEADER)
+            lines = [_aligned(row, widths or []) for row in rows]
+        if lines:
+            print("\n".join(lines), flush=True)
+        listed += len(executions)
+        more = "..." if next_token is not None else ""
+        print(f"listed {listed:,} incidents{more}", file=sys.stderr, flush=True)
+    if not listed:
+        print("no incidents match", file=sys.stderr)
+
+
+def _aligned(row: list[str], widths: list[int]) -> str:
+    return "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+
+
+async def _count(client: Client, query: str, args: argparse.Namespace, settings: Settings) -> None:
+    """Totals per (level, status) from visibility counts: one count query per pair and one in all."""
+    if args.level:
+        levels = [args.level]
+    else:
+        rules = rules_or_builtin(settings.rules_file)
+        levels = sorted({level for rule in rules.rules for level in rule.levels})
+    statuses = [Status(args.status)] if args.status else list(Status)
+    counts, total = await asyncio.gather(
+        count_incidents(client, levels, statuses, query=query), client.count_workflows(query)
+    )
+    listed = {pair: count for pair, count in counts.items() if count}
+    other = total.count - sum(listed.values())
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "counts": [
+                        {"level": level, "status": status, "count": count}
+                        for (level, status), count in listed.items()
+                    ],
+                    "other": max(other, 0),
+                    "total": total.count,
+                }
+            )
+        )
+        return
+    rows = [["level", "status", "count"]]
+    rows += [[level, status, f"{count:,}"] for (level, status), count in listed.items()]
+    if other > 0:  # incidents not matched yet, or at a level no rule names
+        rows.append(["(other)", "", f"{other:,}"])
+    rows.append(["total", "", f"{total.count:,}"])
+    print(table(rows))
+
+
+async def list_incidents(args: argparse.Namespace, settings: Settings) -> int:
+    """`gridflow incident list [filters]`: incidents by their search attributes, newest first, a page
+    at a time (or --all of them, or --count totals)."""
+    query = _list_query(args)
+    if args.count and (args.all or args.page or args.page_size):
+        fail("--count counts every match: it takes no --page, --page-size or --all", EXIT_USAGE)
+    if args.page_size is not None and args.page_size < 1:
+        fail("--page-size must be at least 1", EXIT_USAGE)
+    token = decode_page_token(query, args.page) if args.page else None
+    client = await connect_to_temporal(settings)
+    with temporal_errors(settings):
+        try:
+            if args.count:
+                await _count(client, query, args, settings)
+            elif args.all:
+                await _every_page(client, query, args, token)
+            else:
+                await _one_page(client, query, args, token)
+        except BrokenPipeError:
+            # `gridflow incident list --all | head`: the reader has what it wanted. Point standard
+            # output at nothing so the interpreter's last flush does not fail as well.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return EXIT_OK
 
 
@@ -221,12 +412,24 @@ def add_incident(commands: Any) -> None:
         incident,
         "list",
         list_incidents,
-        "list incidents",
+        "list or count incidents, a page at a time",
         "List incidents by their search attributes, newest first. Filters combine with AND; --query\n"
         "adds a Temporal visibility query, e.g. \"GridflowLevel IN ('district', 'city')\".\n"
         "Search attributes: GridflowStatus, GridflowLevel, GridflowDistrict, GridflowCategory,\n"
-        "GridflowPriority, GridflowRule.",
-        [TEMPORAL],
+        "GridflowPriority, GridflowRule.\n"
+        "\n"
+        f"One page of --page-size incidents ({_PAGE_SIZE}) is printed; when more match, standard error says\n"
+        "`more incidents match: add --page TOKEN for the next page`: run the same command (same\n"
+        "filters) with --page TOKEN for the next one. --all prints every page as it comes (pages of\n"
+        f"{_ALL_PAGE_SIZE} unless --page-size says otherwise), with `listed N incidents...` on standard\n"
+        "error after each. --json prints one JSON object per incident and line instead of the table:\n"
+        "incident_id, status, level, district, category, priority, rule, started, workflow.\n"
+        "\n"
+        "--count prints totals per level and status instead of rows, for the same filters, from\n"
+        "Temporal visibility counts (one count query per level and status, at most 8 at once, and one\n"
+        "for the total; nothing is listed). The levels are those of the rules (--rules). `(other)`\n"
+        "counts matches at no level and status pair, e.g. incidents not matched to a rule yet.",
+        [TEMPORAL, RULES],
         one_shot=True,
     )
     listing.add_argument("--query", metavar="VISIBILITY_QUERY", help="an extra visibility query")
@@ -235,7 +438,20 @@ def add_incident(commands: Any) -> None:
     listing.add_argument("--district", help="district id")
     listing.add_argument("--category", help="category")
     listing.add_argument("--priority", help="priority")
-    listing.add_argument("--limit", type=int, default=50, metavar="N", help="at most N incidents (50)")
+    paging = listing.add_argument_group("paging and counting")
+    paging.add_argument(
+        "--page-size",
+        "--limit",
+        type=int,
+        metavar="N",
+        help=f"incidents per page ({_PAGE_SIZE}; {_ALL_PAGE_SIZE} with --all); --limit is the old name",
+    )
+    paging.add_argument("--page", metavar="TOKEN", help="continue from a `more incidents match` line's token")
+    paging.add_argument("--all", action="store_true", help="every page, printed as it comes")
+    paging.add_argument("--json", action="store_true", help="one JSON object per line instead of the table")
+    paging.add_argument(
+        "--count", action="store_true", help="totals per level and status instead of rows (visibility counts)"
+    )
     _add_lifecycle_commands(incident)
 
 

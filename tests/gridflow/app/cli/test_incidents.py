@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,11 +15,18 @@ from temporalio.testing import WorkflowEnvironment
 
 from gridflow.app.compose import build_worker
 from gridflow.domain.incident import Outcome, Rating, Status
-from gridflow.domain.lifecycle import IncidentState, StepKind
+from gridflow.domain.lifecycle import (
+    EscalationRequestReason,
+    IncidentState,
+    RequestEscalation,
+    StepKind,
+    Withdraw,
+)
 from gridflow.domain.rules.loader import RulesSource
 from tests.activities.sinks import MemorySink
 from tests.conftest import make_incident
 from tests.gridflow.app.cli.conftest import gridflow
+from workflows.client import report_incident, send_command
 
 
 @pytest.fixture
@@ -234,3 +242,207 @@ async def test_report_refuses_a_file_of_several_incidents_and_starts_none(
     # Refused before any connection: the unreachable server is never tried.
     assert (code, out) == (1, "")
     assert err == f"{incidents}: 2 JSON objects (lines 2, 3): this command takes one incident\n"
+
+
+# ---------------------------------------------------------------------- paging and counting
+
+
+async def _reported(env: WorkflowEnvironment, server: list[str], district: str, n: int) -> list[str]:
+    """`n` incidents reported in `district` to the server fixture's worker; their ids."""
+    task_queue = server[server.index("--task-queue") + 1]
+    incidents = [make_incident(district=district) for _ in range(n)]
+    await asyncio.gather(*(report_incident(env.client, task_queue, incident) for incident in incidents))
+    return [incident.incident_id for incident in incidents]
+
+
+async def _until_visible(env: WorkflowEnvironment, query: str, expected: int) -> None:
+    """Until visibility (eventually consistent) counts `expected` matches of `query`."""
+    count = -1
+    for _ in range(300):
+        count = (await env.client.count_workflows(query)).count
+        if count == expected:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"visibility counted {count} of {expected} for {query}")
+
+
+def _listed_ids(out: str) -> list[str]:
+    """The incident ids of a listed table, under its header."""
+    lines = out.splitlines()
+    assert lines[0].split() == [
+        "incident", "status", "level", "district", "category", "priority", "started", "workflow"
+    ]  # fmt: skip
+    return [line.split()[0] for line in lines[1:]]
+
+
+_NEXT_PAGE = re.compile(r"^more incidents match: add --page (\S+) for the next page$")
+
+
+def _next_page_token(err: str) -> str | None:
+    matches = [m for line in err.splitlines() if (m := _NEXT_PAGE.match(line))]
+    assert len(matches) <= 1, err
+    return matches[0][1] if matches else None
+
+
+async def test_twenty_three_incidents_page_by_ten_in_three_disjoint_pages_that_hold_them_all(
+    dev_server_env: WorkflowEnvironment, server: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    district = f"d-page-{uuid.uuid4().hex[:8]}"
+    reported = await _reported(dev_server_env, server, district, 23)
+    # Paged once every incident is matched: a status set later would not move it, but waiting
+    # keeps the test's expectations exact.
+    await _until_visible(
+        dev_server_env, f"GridflowDistrict = '{district}' AND GridflowStatus = 'dispatched'", 23
+    )
+    listing = ("incident", "list", "--district", district, "--page-size", "10", *server)
+
+    pages: list[list[str]] = []
+    tokens: list[str | None] = []
+    for _ in range(3):
+        more = ["--page", tokens[-1]] if tokens and tokens[-1] else []
+        code, out, err = await gridflow(capsys, *listing, *more)
+        assert code == 0, err
+        pages.append(_listed_ids(out))
+        tokens.append(_next_page_token(err))
+    assert [len(page) for page in pages] == [10, 10, 3]
+    assert tokens[0] and tokens[1] and tokens[2] is None  # the hint on the first two pages only
+    assert tokens[0] != tokens[1]
+    listed = [incident_id for page in pages for incident_id in page]
+    assert len(set(listed)) == len(listed) == 23 and set(listed) == set(reported)
+
+    # A last page that is full: the server still hands out a token, but no hint leads to an empty page.
+    code, out, err = await gridflow(capsys, *listing, "--page-size", "23")
+    assert code == 0 and len(_listed_ids(out)) == 23 and _next_page_token(err) is None, err
+
+    code, out, err = await gridflow(capsys, *listing, "--all")
+    assert code == 0, err
+    assert sorted(_listed_ids(out)) == sorted(reported)  # the header once: every other line a row
+    assert err.splitlines() == ["listed 10 incidents...", "listed 20 incidents...", "listed 23 incidents"]
+
+    code, out, err = await gridflow(capsys, *listing, "--json")
+    assert code == 0, err
+    first_page = [json.loads(line) for line in out.splitlines()]
+    assert [row["incident_id"] for row in first_page] == pages[0]
+    assert _next_page_token(err) is not None
+    code, out, err = await gridflow(capsys, *listing, "--json", "--all")
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert sorted(row["incident_id"] for row in rows) == sorted(reported)
+    assert {row["incident_id"]: row for row in rows}[reported[0]] | {"started": "-"} == {
+        "incident_id": reported[0],
+        "status": "dispatched",
+        "level": "grid",
+        "district": district,
+        "category": "street_lamp",
+        "priority": "normal",
+        "rule": "default",
+        "started": "-",
+        "workflow": "running",
+    }
+    assert all(row["started"].startswith("20") for row in rows)
+
+
+async def test_a_bad_page_token_is_a_one_line_usage_error(
+    dev_server_env: WorkflowEnvironment, server: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    district = f"d-token-{uuid.uuid4().hex[:8]}"
+    await _reported(dev_server_env, server, district, 3)
+    await _until_visible(dev_server_env, f"GridflowDistrict = '{district}'", 3)
+    listing = ("incident", "list", "--district", district, "--page-size", "2", *server)
+    code, _, err = await gridflow(capsys, *listing)
+    token = _next_page_token(err)
+    assert code == 0 and token, err
+
+    not_a_token = (
+        "--page: not a page token of `gridflow incident list`, or not all of one "
+        "(copy it whole from the list's `more incidents match` line)\n"
+    )
+    for bad in ("not a token!", "bm90IGEgdG9rZW4", token[:-6], token[:20] + "x" + token[21:]):
+        code, out, err = await gridflow(capsys, *listing, "--page", bad)
+        assert (code, out, err) == (2, "", not_a_token), bad
+    code, out, err = await gridflow(capsys, *listing, "--status", "closed", "--page", token)
+    assert (code, out) == (2, "")
+    assert err == (
+        "--page: this token continues a list with other filters: give the filters of the list it came from\n"
+    )
+    code, out, err = await gridflow(capsys, *listing, "--page", token)
+    assert code == 0 and len(_listed_ids(out)) == 1 and _next_page_token(err) is None, err
+
+
+async def test_count_gives_the_totals_per_level_and_status_that_were_reported(
+    dev_server_env: WorkflowEnvironment,
+    server: list[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    district = f"d-count-{uuid.uuid4().hex[:8]}"
+    ids = await _reported(dev_server_env, server, district, 6)
+    await _until_visible(
+        dev_server_env, f"GridflowDistrict = '{district}' AND GridflowStatus = 'dispatched'", 6
+    )
+    for incident_id in ids[:2]:
+        await send_command(
+            dev_server_env.client,
+            incident_id,
+            RequestEscalation(unit_id="g-nanjing-07", reason=EscalationRequestReason.REQUESTED),
+        )
+    await send_command(dev_server_env.client, ids[2], Withdraw(reason="duplicate"))
+    counting = ("incident", "list", "--district", district, "--count", *server)
+    expected = [
+        ["level", "status", "count"],
+        ["grid", "dispatched", "3"],
+        ["grid", "closed", "1"],
+        ["street", "dispatched", "2"],
+        ["total", "6"],
+    ]
+
+    async def counted(*more: str, want: list[list[str]]) -> list[list[str]]:
+        """The count's table once visibility shows what the test did (it is eventually consistent)."""
+        rows: list[list[str]] = []
+        for _ in range(300):
+            code, out, err = await gridflow(capsys, *counting, *more)
+            assert code == 0, err
+            rows = [line.split() for line in out.splitlines()]
+            if rows == want:
+                return rows
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"the count never showed {want}: {rows}")
+
+    await counted(want=expected)
+    code, out, err = await gridflow(capsys, *counting, "--json")
+    assert code == 0, err
+    assert json.loads(out) == {
+        "counts": [
+            {"level": "grid", "status": "dispatched", "count": 3},
+            {"level": "grid", "status": "closed", "count": 1},
+            {"level": "street", "status": "dispatched", "count": 2},
+        ],
+        "other": 0,
+        "total": 6,
+    }
+    await counted(
+        "--status", "closed", want=[["level", "status", "count"], ["grid", "closed", "1"], ["total", "1"]]
+    )
+
+    # Rules that name only the grid: the street's two are counted, as (other), in the total.
+    grid_only = tmp_path / "rules.yaml"
+    grid_only.write_text(
+        'version: "grid-only"\nrules:\n  - name: all\n    match: {}\n'
+        "    ladder:\n      grid: {accept: 2h, resolve: 24h}\n",
+        encoding="utf-8",
+    )
+    await counted(
+        "--rules",
+        str(grid_only),
+        want=[
+            ["level", "status", "count"],
+            ["grid", "dispatched", "3"],
+            ["grid", "closed", "1"],
+            ["(other)", "2"],
+            ["total", "6"],
+        ],
+    )
+
+    code, out, err = await gridflow(capsys, *counting, "--all")
+    assert (code, out) == (2, "")
+    assert err == "--count counts every match: it takes no --page, --page-size or --all\n"
