@@ -21,6 +21,9 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[servers,dev]'
+	# Bytecode up front: the workflow sandbox re-imports the workflow module for every incident it loads,
+	# and compiles it from source each time when no .pyc exists (PYTHONDONTWRITEBYTECODE).
+	$(BIN)/python -m compileall -q gridflow workflows activities events > /dev/null
 	touch $@
 
 install: $(STAMP)

@@ -14,13 +14,11 @@ import gc
 import importlib
 import itertools
 import json
-import math
 import os
 import platform
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -33,9 +31,16 @@ from prometheus_client import CollectorRegistry
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from bench import burst as burst_benchmark
+from bench import open_incidents
+from bench.figures import Benchmark, Figure
+from bench.open_incidents import Stage
 from bench.stack import (
     Stack,
+    compile_bytecode,
     cpu_count,
+    new_ids,
+    percentile,
     progress,
     quiet_logs,
     rss_bytes,
@@ -92,6 +97,10 @@ class Sizes:
     simulation_fidelity: int  # incidents of the differential run, both engines (--large)
     simulation_seconds: float  # time bound of each simulation run (fresh process, Temporal, differential)
     stage_seconds: float  # time bound of any one waiting stage
+    open_stages: tuple[Stage, ...]  # incidents held open on one worker, and the firings among them
+    open_stages_large: tuple[Stage, ...]  # more, with --large
+    open_seconds: float  # time bound of each wait of an open-incidents stage
+    burst: int  # reports published at once
 
     @classmethod
     def full(cls) -> Sizes:
@@ -114,6 +123,10 @@ class Sizes:
             simulation_fidelity=500,
             simulation_seconds=1800.0,
             stage_seconds=120.0,
+            open_stages=(Stage(1000, 300, 300), Stage(10_000, 1000, 600)),
+            open_stages_large=(Stage(50_000, 1000, 600),),
+            open_seconds=900.0,
+            burst=10_000,
         )
 
     @classmethod
@@ -137,86 +150,14 @@ class Sizes:
             simulation_fidelity=50,
             simulation_seconds=300.0,
             stage_seconds=60.0,
+            open_stages=(Stage(400, 60, 60), Stage(600, 60, 60)),
+            open_stages_large=(Stage(800, 60, 60),),
+            open_seconds=120.0,
+            burst=300,
         )
 
 
-# ---------------------------------------------------------------------------------------------- figures
-
-
-@dataclass
-class Figure:
-    """One measured number, with the raw capability it is compared with (if any) and its target (if any).
-
-    A target is recorded with whether the figure met it; a figure that misses it fails nothing.
-    """
-
-    name: str
-    value: float
-    unit: str
-    meaning: str
-    baseline: float | None = None
-    target: float | None = None
-    at_most: bool = False  # the target is an upper bound (memory), not a lower one (a rate)
-
-    @property
-    def ratio(self) -> float | None:
-        """gridflow's figure over the raw one."""
-        if self.baseline is None or self.baseline == 0:
-            return None
-        return self.value / self.baseline
-
-    @property
-    def target_met(self) -> bool | None:
-        """Whether the figure reached its target (None: it has none)."""
-        if self.target is None:
-            return None
-        return self.value <= self.target if self.at_most else self.value >= self.target
-
-
-@dataclass
-class Benchmark:
-    """The figures of one benchmark, what it was run with and how to read it."""
-
-    name: str
-    params: dict[str, Any] = field(default_factory=dict)
-    figures: list[Figure] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def add(self, figure: Figure) -> None:
-        """Add a figure."""
-        self.figures.append(figure)
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready: `results` maps every figure (and its baseline and ratio, its target and 1 or 0 for
-        whether it met it) to a number."""
-        results: dict[str, float] = {}
-        for figure in self.figures:
-            results[figure.name] = round(figure.value, 6)
-            if figure.baseline is not None:
-                results[f"{figure.name}_raw"] = round(figure.baseline, 6)
-            if figure.ratio is not None:
-                results[f"{figure.name}_ratio"] = round(figure.ratio, 6)
-            if figure.target is not None:
-                results[f"{figure.name}_target"] = figure.target
-                results[f"{figure.name}_target_met"] = 1 if figure.target_met else 0
-        return {
-            "params": self.params,
-            "results": results,
-            "figures": [
-                {**asdict(figure), "ratio": figure.ratio, "target_met": figure.target_met}
-                for figure in self.figures
-            ],
-            "notes": self.notes,
-        }
-
-
 # ---------------------------------------------------------------------------------------------- helpers
-
-
-def new_ids(prefix: str, count: int) -> list[str]:
-    """Unique incident ids."""
-    tag = uuid.uuid4().hex[:6]
-    return [f"{prefix}-{tag}-{number:06d}" for number in range(count)]
 
 
 def incident(incident_id: str) -> Incident:
@@ -253,12 +194,6 @@ async def wait_until(check: Callable[[], bool], seconds: float, every: float = 0
             return False
         await asyncio.sleep(every)
     return True
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    """The nearest-rank percentile."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(fraction * len(ordered)) - 1))]
 
 
 def publish_reports(settings: Settings, incident_ids: list[str]) -> None:
@@ -1008,7 +943,7 @@ async def simulation(sizes: Sizes, large: bool) -> SimulationRuns:
 
 
 SERVER_BENCHMARKS = ("ingestion", "lifecycle", "latency", "memory")
-BENCHMARKS = (*SERVER_BENCHMARKS, "simulation")
+BENCHMARKS = (*SERVER_BENCHMARKS, "open_incidents", "burst", "simulation")
 
 
 async def run(sizes: Sizes, quick: bool, only: set[str], large: bool) -> list[Benchmark]:
@@ -1016,6 +951,21 @@ async def run(sizes: Sizes, quick: bool, only: set[str], large: bool) -> list[Be
     benchmarks: list[Benchmark] = []
     if only & set(SERVER_BENCHMARKS):
         benchmarks += await server_benchmarks(sizes, quick)
+    if "burst" in only:
+        benchmarks.append(await burst(sizes))
+    if "open_incidents" in only:
+        stages = [*sizes.open_stages, *(sizes.open_stages_large if large else ())]
+        results, failed = [], []
+        for stage in stages:
+            try:
+                results.append(await open_incidents.run_stage(stage, sizes.open_seconds))
+            except Exception as exc:  # a large stage that fails keeps the smaller stages' figures
+                if not results:
+                    raise
+                failed.append(f"the stage of {stage.open:,} open failed: {exc}")
+                progress(f"open incidents: {failed[-1]}")
+        benchmarks.append(open_incidents.benchmark(results))
+        benchmarks[-1].notes.extend(failed)
     if "simulation" in only:
         benchmarks.append(simulation_benchmark(await simulation(sizes, large), sizes))
     return benchmarks
@@ -1063,6 +1013,19 @@ async def server_benchmarks(sizes: Sizes, quick: bool) -> list[Benchmark]:
         latency_benchmark(bridged, raw, kafka, memory_run.bridge_rate, sizes),
         memory_benchmark(grid_memory, trivial_memory, memory_run),
     ]
+
+
+async def burst(sizes: Sizes) -> Benchmark:
+    """The burst on its own servers (in memory), against bare starts on the same server."""
+    concurrency = Settings.model_construct().bridge_max_in_flight
+    with tansu_broker() as bootstrap:
+        async with temporal_server() as env:
+
+            async def raw(client: Client, incident_ids: list[str], task_queue: str) -> float:
+                return await raw_starts(client, incident_ids, task_queue, concurrency)
+
+            run = await burst_benchmark.burst(Stack(env, bootstrap), sizes.burst, sizes.open_seconds, raw)
+    return burst_benchmark.benchmark(run, concurrency)
 
 
 def ingestion_benchmark(memory_run: Ingestion, sqlite_run: Ingestion) -> Benchmark:
@@ -1537,10 +1500,12 @@ def main(argv: list[str] | None = None) -> int:
         "--large",
         action="store_true",
         help="simulation: also the peak RSS on a 1,000,000-incident stream and the differential run of "
-        "both engines (about 15 minutes more; with --quick, on small streams)",
+        "both engines (about 15 minutes more; with --quick, on small streams); open_incidents: also "
+        "50,000 open (about 40 minutes more)",
     )
     args = parser.parse_args(argv)
     quiet_logs()
+    compile_bytecode()
     sizes = Sizes.quick() if args.quick else Sizes.full()
     only = set(args.only or BENCHMARKS)
     if only & set(SERVER_BENCHMARKS):

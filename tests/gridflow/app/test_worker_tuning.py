@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
-import urllib.request
 from datetime import timedelta
 
 import pytest
@@ -13,6 +11,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
+from bench.stack import sdk_counter
 from gridflow.app.compose import build_worker
 from gridflow.app.settings import Settings, SettingsError
 from gridflow.app.temporal import sdk_metrics_runtime
@@ -72,14 +71,6 @@ class CountingSink:
         self.batches += 1
 
 
-def sdk_metric(port: int, name: str) -> float:
-    """The sum of a Temporal SDK metric's samples on its Prometheus endpoint."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    pattern = re.compile(rf"^{name}(?:{{[^}}]*}})? (\S+)$", re.MULTILINE)
-    return sum(float(value) for value in pattern.findall(text))
-
-
 async def test_a_worker_caching_two_incidents_evicts_the_third(dev_server_env: WorkflowEnvironment) -> None:
     port = free_port()
     client = await Client.connect(
@@ -94,9 +85,9 @@ async def test_a_worker_caching_two_incidents_evicts_the_third(dev_server_env: W
         for _ in range(3):
             await report_incident(client, queue, make_incident())
         for _ in range(200):
-            if sink.batches >= 3 and sdk_metric(port, "temporal_sticky_cache_total_forced_eviction_total"):
+            if sink.batches >= 3 and sdk_counter(port, "temporal_sticky_cache_total_forced_eviction_total"):
                 break
             await asyncio.sleep(0.1)
         assert sink.batches == 3
-        assert sdk_metric(port, "temporal_sticky_cache_size") <= 2
-        assert sdk_metric(port, "temporal_sticky_cache_total_forced_eviction_total") >= 1
+        assert sdk_counter(port, "temporal_sticky_cache_size") <= 2
+        assert sdk_counter(port, "temporal_sticky_cache_total_forced_eviction_total") >= 1
