@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import timedelta
 
 import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from bench.stack import sdk_counter
@@ -19,6 +21,7 @@ from gridflow.app.worker_tuning import WorkerTuning
 from gridflow.domain.lifecycle import StepBatch
 from gridflow.domain.rules.loader import RulesSource
 from tests.conftest import free_port, make_incident
+from tests.gridflow.app.clock_reading_workflow import ClockReadingWorkflow
 from workflows.client import report_incident
 
 
@@ -91,3 +94,31 @@ async def test_a_worker_caching_two_incidents_evicts_the_third(dev_server_env: W
         assert sink.batches == 3
         assert sdk_counter(port, "temporal_sticky_cache_size") <= 2
         assert sdk_counter(port, "temporal_sticky_cache_total_forced_eviction_total") >= 1
+
+
+async def test_the_default_passthrough_keeps_the_sandbox_refusing_the_wall_clock(
+    dev_server_env: WorkflowEnvironment,
+) -> None:
+    # Passing a workflow's own module through would spare its re-import for every incident loaded, but
+    # its imports are then the real modules: the sandbox no longer sees datetime.now() (why the default
+    # passes through libraries only).
+    client = dev_server_env.client
+    for passthrough, refused in (((), True), (("tests.gridflow.app.clock_reading_workflow",), False)):
+        defaults = WorkerTuning.defaults()
+        tuning = WorkerTuning.of(
+            Settings.from_env(
+                worker_sandbox_passthrough=",".join((*defaults.sandbox_passthrough, *passthrough))
+            )
+        )
+        queue = f"sandbox-{free_port()}"
+        worker = Worker(client, task_queue=queue, workflows=[ClockReadingWorkflow], **tuning.worker_options())
+        async with worker:
+            handle = await client.start_workflow(
+                ClockReadingWorkflow.run, id=f"clock-{uuid.uuid4().hex}", task_queue=queue
+            )
+            try:
+                await asyncio.wait_for(handle.result(), timeout=5)
+                completed = True
+            except TimeoutError:  # the workflow task fails and is retried: the run never completes
+                completed = False
+        assert completed is not refused, passthrough
