@@ -419,6 +419,10 @@ def clock_problems(incident_id: str, state: IncidentState, late: list[Lateness])
     return problems, checked
 
 
+#: The dead-letter reasons of an input that came too late for its incident.
+REFUSALS = ("rejected", "incident_closed")
+
+
 def expected_outcome(script: str, refused: bool) -> Outcome:
     if refused or script == "withdrawn":
         return Outcome.WITHDRAWN
@@ -642,6 +646,7 @@ async def run_soak(config: SoakConfig, kafka_bootstrap: str, directory: Path, lo
         seen: set[tuple[str, str | None, str | None]] = set()
         redelivered_letters = 0
         refused_inputs: Counter[str] = Counter()
+        closed_first: set[str] = set()  # incidents a clock closed before an input reached them
         unexpected = 0
         for letter in letters:
             match = next((h for _, h in hostile if (h.key, h.value) == (letter.key, letter.value)), None)
@@ -664,7 +669,12 @@ async def run_soak(config: SoakConfig, kafka_bootstrap: str, directory: Path, lo
                     )
                 continue
             event_id = letter_event_id(letter)
-            if event_id is not None and event_id in by_id and letter.error_type == "rejected":
+            # A late input is refused as `rejected`, or as `incident_closed`: behind a withdrawal, or a
+            # withdrawal itself when the feedback window closed the incident while a kill held it up.
+            if event_id is not None and event_id in by_id and letter.error_type in REFUSALS:
+                refused = by_id[event_id]
+                if letter.error_type == "incident_closed" and refused.event_type == contract.WITHDRAWN:
+                    closed_first.add(refused.incident_id or "")
                 source = (
                     event_id,
                     letter.header(contract.DLQ_SOURCE_PARTITION_HEADER),
@@ -711,6 +721,8 @@ async def run_soak(config: SoakConfig, kafka_bootstrap: str, directory: Path, lo
                         f"refused {refused_inputs[message.event_id or '']}"
                     )
             want = expected_outcome(every_script[incident_id], refused_here)
+            if incident_id in closed_first:
+                want = Outcome.RESOLVED_UNRATED  # its feedback window ran out first
             if state.outcome is not want:
                 problems.append(f"{incident_id}: closed {state.outcome}, the script implies {want}")
             found, checked = clock_problems(incident_id, state, late)
