@@ -672,9 +672,9 @@ async def run_soak(config: SoakConfig, kafka_bootstrap: str, directory: Path, lo
             # A late input is refused as `rejected`, or as `incident_closed`: behind a withdrawal, or a
             # withdrawal itself when the feedback window closed the incident while a kill held it up.
             if event_id is not None and event_id in by_id and letter.error_type in REFUSALS:
-                refused = by_id[event_id]
-                if letter.error_type == "incident_closed" and refused.event_type == contract.WITHDRAWN:
-                    closed_first.add(refused.incident_id or "")
+                late_input = by_id[event_id]
+                if letter.error_type == "incident_closed" and late_input.event_type == contract.WITHDRAWN:
+                    closed_first.add(late_input.incident_id or "")
                 source = (
                     event_id,
                     letter.header(contract.DLQ_SOURCE_PARTITION_HEADER),
