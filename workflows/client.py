@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import UTC
 from enum import StrEnum
 from typing import Any, Final
 
@@ -54,7 +55,17 @@ class Reported:
 
 
 def report_digest(incident: Incident) -> str:
-    """A fingerprint of a report's content, to tell a re-delivery from a conflicting report."""
+    """A fingerprint of a report's content, to tell a re-delivery from a conflicting report.
+
+    The report time counts as an instant: the same report with its time written in another UTC offset
+    (an upstream app that moved from `+08:00` to `Z`) has the same digest. A report written in UTC has
+    the digest it had before instants were compared, so running incidents keep theirs.
+    """
+    in_utc = incident.model_copy(update={"reported_at": incident.reported_at.astimezone(UTC)})
+    return _digest_of(in_utc)
+
+
+def _digest_of(incident: Incident) -> str:
     return hashlib.sha256(incident.model_dump_json().encode()).hexdigest()
 
 
@@ -79,17 +90,19 @@ async def report_incident(client: Client, task_queue: str, incident: Incident) -
         )
     except WorkflowAlreadyStartedError as known:
         handle = client.get_workflow_handle_for(IncidentWorkflow.run, incident.workflow_id)
-        return Reported(handle, False, known.run_id or None, await _differs(handle, digest))
+        # Before instants were compared, a report in another offset was digested as written.
+        same = {digest, _digest_of(incident)}
+        return Reported(handle, False, known.run_id or None, await _differs(handle, same))
     return Reported(handle, True, handle.result_run_id)
 
 
-async def _differs(handle: WorkflowHandle[IncidentWorkflow, IncidentSummary], digest: str) -> bool:
+async def _differs(handle: WorkflowHandle[IncidentWorkflow, IncidentSummary], same: set[str]) -> bool:
     description = await handle.describe()
     try:
         known = await description.memo_value(REPORT_DIGEST_MEMO, type_hint=str)
     except KeyError:
         return False  # started without a digest: cannot tell, treat as the same report
-    return bool(known != digest)
+    return known not in same
 
 
 _UPDATES: dict[type[Any], Any] = {

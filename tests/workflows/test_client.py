@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from temporalio.api.common.v1 import GrpcStatus
@@ -22,6 +24,7 @@ from workflows.client import (
     TemporalErrorKind,
     TemporalFailure,
     classify_temporal_error,
+    report_digest,
     report_incident,
     send_command,
 )
@@ -72,6 +75,28 @@ async def test_a_report_whose_content_differs_from_the_running_incidents_is_a_co
     assert (other.started, other.conflict) == (False, True)
     state = await live_incidents.state(other.handle)
     assert state.timeline[0].kind.value == "reported" and len(state.timeline) == 2  # reported, dispatched
+
+
+async def test_the_same_report_with_its_time_in_another_offset_is_the_same_report(
+    live_incidents: Incidents,
+) -> None:
+    client, queue = live_incidents.env.client, live_incidents.task_queue
+    in_shanghai = make_incident().model_copy(
+        update={"reported_at": datetime(2026, 11, 23, 16, 0, tzinfo=timezone(timedelta(hours=8)))}
+    )
+    await reported(live_incidents, await report_incident(client, queue, in_shanghai))
+
+    in_utc = in_shanghai.model_copy(update={"reported_at": datetime(2026, 11, 23, 8, 0, tzinfo=UTC)})
+    an_hour_later = in_shanghai.model_copy(update={"reported_at": datetime(2026, 11, 23, 9, 0, tzinfo=UTC)})
+
+    assert (await report_incident(client, queue, in_utc)).conflict is False
+    assert (await report_incident(client, queue, an_hour_later)).conflict is True
+
+
+def test_a_report_in_utc_keeps_the_digest_it_had_before_instants_were_compared() -> None:
+    # Running incidents hold the old digest in their memo: a redelivery of theirs must still match.
+    incident = make_incident()
+    assert report_digest(incident) == hashlib.sha256(incident.model_dump_json().encode()).hexdigest()
 
 
 async def test_a_report_of_an_incident_that_has_closed_starts_nothing(live_incidents: Incidents) -> None:

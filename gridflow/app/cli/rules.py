@@ -9,7 +9,7 @@ from typing import Any
 from gridflow.app.cli.inputs import read_incident
 from gridflow.app.cli.shared import EXIT_OK, RULES, add_command, add_group, rules_or_builtin
 from gridflow.app.settings import Settings
-from gridflow.domain.rules import Rule, format_duration
+from gridflow.domain.rules import Rule, format_duration, format_limit
 from gridflow.domain.rules.explain import explain, lint
 from gridflow.domain.step_text import step_details, when
 
@@ -33,8 +33,8 @@ def _rule_text(rule: Rule) -> list[str]:
         f"  match     {'; '.join(conditions) if conditions else 'every incident (default)'}",
         "  ladder",
         *(
-            f"    {level:<10} accept within {format_duration(rule.limits(level).accept):<8} "
-            f"resolve within {format_duration(rule.limits(level).resolve)}"
+            f"    {level:<10} accept within {format_limit(rule.limits(level).accept):<8} "
+            f"resolve within {format_limit(rule.limits(level).resolve)}"
             for level in rule.levels
         ),
         f"  warn at   {', '.join(f'{fraction:.0%}' for fraction in rule.warn_at)} of each clock",

@@ -8,7 +8,7 @@ simulator with instants of their own, and they all get the same timeline.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from gridflow.domain.incident import EscalationReason, Incident, Outcome, Rating, Status
 from gridflow.domain.lifecycle.checks import refusal
@@ -27,6 +27,7 @@ from gridflow.domain.lifecycle.commands import (
 from gridflow.domain.lifecycle.state import IncidentState
 from gridflow.domain.lifecycle.timeline import Step, StepKind
 from gridflow.domain.rules.calendar import SlaClock
+from gridflow.domain.rules.durations import WorkingDays
 from gridflow.domain.rules.model import OnUnsatisfied, Rule, RuleSnapshot
 
 
@@ -122,6 +123,12 @@ def _sla(state: IncidentState) -> SlaClock:
     return state.rule.sla_clock(state.level)
 
 
+def _limit(state: IncidentState, limit: timedelta | WorkingDays, now: datetime) -> timedelta:
+    """A level's limit as the counted time a clock starting now gets (working days become hours)."""
+    assert state.rule is not None and state.level is not None
+    return state.rule.working_time(state.level, limit, now)
+
+
 def _record(state: IncidentState, now: datetime, kind: StepKind, **fields: object) -> Step:
     step = Step.model_validate(
         {
@@ -147,7 +154,11 @@ def _dispatch(state: IncidentState, incident: Incident, index: int, now: datetim
     state.status = Status.DISPATCHED
     state.overdue, state.next_reminder_at = False, None
     state.accept_clock = Clock.start(
-        ClockKind.ACCEPT, now, rule.limits(level).accept, rule.warn_at_for(level), _sla(state)
+        ClockKind.ACCEPT,
+        now,
+        _limit(state, rule.limits(level).accept, now),
+        rule.warn_at_for(level),
+        _sla(state),
     )
     state.resolve_clock = None
     state.feedback_deadline = None
@@ -244,7 +255,11 @@ def _accept(state: IncidentState, command: Accept, now: datetime) -> None:
     state.status = Status.ACCEPTED
     level = state.level or ""
     state.resolve_clock = Clock.start(
-        ClockKind.RESOLVE, now, rule.limits(level).resolve, rule.warn_at_for(level), _sla(state)
+        ClockKind.RESOLVE,
+        now,
+        _limit(state, rule.limits(level).resolve, now),
+        rule.warn_at_for(level),
+        _sla(state),
     )
     _record(
         state,

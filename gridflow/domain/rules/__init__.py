@@ -1,7 +1,15 @@
 """Escalation rules: the model, durations, and loading rules files."""
 
-from gridflow.domain.rules.calendar import WALL_CLOCK, BusinessCalendar, SlaClock, clock_for
-from gridflow.domain.rules.durations import Duration, format_duration, parse_duration
+from gridflow.domain.rules.calendar import WALL_CLOCK, BusinessCalendar, PublicHolidays, SlaClock, clock_for
+from gridflow.domain.rules.durations import (
+    Duration,
+    Limit,
+    WorkingDays,
+    format_duration,
+    format_limit,
+    parse_duration,
+    parse_limit,
+)
 from gridflow.domain.rules.loader import (
     RulesFileError,
     RulesSource,
@@ -25,18 +33,23 @@ __all__ = [
     "Duration",
     "FeedbackPolicy",
     "LevelLimits",
+    "Limit",
     "Match",
     "OnUnsatisfied",
+    "PublicHolidays",
     "Rule",
     "RuleSet",
     "RuleSnapshot",
     "RulesFileError",
     "RulesSource",
     "SlaClock",
+    "WorkingDays",
     "builtin_rule_set",
     "clock_for",
     "format_duration",
+    "format_limit",
     "load_rule_set",
     "parse_duration",
+    "parse_limit",
     "parse_rule_set",
 ]

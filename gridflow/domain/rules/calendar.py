@@ -155,6 +155,16 @@ def _transition(low: datetime, high: datetime, zone: ZoneInfo, after: timedelta)
     return low + high_s * _ONE_SECOND
 
 
+class PublicHolidays(BaseModel):
+    """A country's public holidays and make-up working days, taken from the `holidays` library when a
+    rule's snapshot is made (so the dates an incident runs on are frozen with it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    country: Annotated[str, Field(min_length=2, max_length=3, examples=["CN", "DE"])]
+    subdivision: Annotated[str | None, Field(default=None, min_length=1, max_length=10, examples=["BY"])]
+
+
 class BusinessCalendar(BaseModel):
     """Working time: weekly working hours in a time zone, minus holidays, plus extra working days."""
 
@@ -165,6 +175,10 @@ class BusinessCalendar(BaseModel):
     holidays: list[date] = Field(default_factory=list)
     extra_working_days: list[date] = Field(default_factory=list)
     extra_day_hours: DaySchedule | None = None
+    public_holidays: PublicHolidays | None = None
+    # The years whose public holidays are merged into `holidays` and `extra_working_days` (a snapshot's
+    # calendar says so; a rules file's calendar leaves it empty).
+    public_holiday_years: tuple[int, int] | None = None
 
     # Derived once per instance so add() does no parsing: the zone, each weekday's spans, the dates.
     _zone: ZoneInfo = PrivateAttr()
@@ -172,6 +186,7 @@ class BusinessCalendar(BaseModel):
     _extra_hours: tuple[_Span, ...] = PrivateAttr()
     _holidays: frozenset[date] = PrivateAttr()
     _extra_days: frozenset[date] = PrivateAttr()
+    _by_years: dict[tuple[int, int], BusinessCalendar] = PrivateAttr(default_factory=dict)
 
     @field_validator("timezone")
     @classmethod
@@ -223,6 +238,70 @@ class BusinessCalendar(BaseModel):
         self._extra_hours = _spans(self._extra_day_schedule())
         self._holidays = frozenset(self.holidays)
         self._extra_days = frozenset(self.extra_working_days)
+
+    def for_years(self, first: int, last: int) -> BusinessCalendar:
+        """This calendar with its country's public holidays and make-up working days of the years
+        `first` to `last` merged in; the file's own dates win where they disagree with the library's."""
+        if self.public_holidays is None:
+            return self
+        cached = self._by_years.get((first, last))
+        if cached is not None:
+            return cached
+        # Imported here: workflow code reads the frozen dates of a snapshot and never needs the library.
+        from gridflow.domain.rules.public_holidays import public_holiday_dates
+
+        days_off, workdays = public_holiday_dates(
+            self.public_holidays.country, self.public_holidays.subdivision, first, last
+        )
+        own_off, own_work = set(self.holidays), set(self.extra_working_days)
+        # A make-up day on a weekday that works anyway adds nothing (and the model refuses it).
+        made_up = {day for day in workdays if not self.working_hours.get(WEEKDAYS[day.weekday()])}
+        merged = self.model_validate(
+            {
+                **self.model_dump(),
+                "holidays": sorted(own_off | (days_off - own_work)),
+                "extra_working_days": sorted(own_work | (made_up - own_off)),
+                "public_holiday_years": (first, last),
+            }
+        )
+        self._by_years[(first, last)] = merged
+        return merged
+
+    def working_day_end(self, start: datetime, days: int) -> datetime:
+        """The end (in UTC) of the last working interval of the `days`-th working day after the local
+        day of `start`: the start day itself never counts, however early the clock starts on it."""
+        origin = _as_utc(start, "start")
+        if days < 1:
+            raise ValueError(f"a number of working days must be at least 1, got {days}")
+        if not self.has_working_time():
+            raise ValueError(_NO_WORKING_TIME)
+        day = origin.astimezone(self._zone).date()
+        counted = idle = 0
+        while True:
+            if day == date.max:
+                raise ValueError("working days run beyond the year 9999")
+            day += _ONE_DAY
+            spans = self._spans_of(day)
+            if not spans:
+                idle += 1
+                if idle > HORIZON_DAYS:
+                    raise ValueError(
+                        f"no working day within {HORIZON_DAYS // 366} years after {origin.isoformat()} on "
+                        "the business calendar: are all its days holidays?"
+                    )
+                continue
+            idle = 0
+            counted += 1
+            if counted == days:
+                midnight = datetime(day.year, day.month, day.day)
+                end = _instant(midnight + spans[-1][1], self._zone, end=True)
+                return end.replace(tzinfo=UTC)
+
+    def _spans_of(self, day: date) -> tuple[_Span, ...]:
+        """A local day's working intervals: none on a holiday, the extra hours on an extra working day."""
+        if day in self._holidays:
+            return ()
+        return self._extra_hours if day in self._extra_days else self._weekly[day.weekday()]
 
     def has_working_time(self) -> bool:
         """Whether the calendar has any working time at all (if not, no limit on it can ever end)."""

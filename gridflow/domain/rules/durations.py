@@ -1,13 +1,15 @@
-"""Durations as rule authors write them: `90s`, `15m`, `2h`, `5d`, or combined like `1h30m`."""
+"""Durations as rule authors write them: `90s`, `15m`, `2h`, `5d`, or combined like `1h30m`; and limits,
+which may also be counted in working days (`7wd`) on a business calendar."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, PlainSerializer, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, PlainSerializer, PlainValidator, WithJsonSchema
 
 _PATTERN = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
 _JSON_PATTERN = r"^(\d+d)?(\d+h)?(\d+m)?(\d+s)?$"
@@ -86,4 +88,71 @@ Delay = Annotated[
     AfterValidator(_not_negative),
     PlainSerializer(format_duration, return_type=str),
     WithJsonSchema({"type": "string", "pattern": _JSON_PATTERN, "examples": ["0s", "90s", "15m", "2h"]}),
+]
+
+
+#: The most working days a limit may have: a year's worth is already far beyond any published standard.
+MOST_WORKING_DAYS = 366
+
+_WORKING_DAYS = re.compile(r"^(\d+)wd$")
+_JSON_LIMIT_PATTERN = r"^((\d+d)?(\d+h)?(\d+m)?(\d+s)?|\d+wd)$"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkingDays:
+    """A limit of whole working days on a business calendar (`7wd`): it runs out at the end of the
+    last working interval of the Nth working day after the day the clock starts on."""
+
+    days: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.days <= MOST_WORKING_DAYS:
+            raise ValueError(
+                f"a limit of working days must be 1wd to {MOST_WORKING_DAYS}wd, got {self.days}wd"
+            )
+
+    def __str__(self) -> str:
+        return f"{self.days}wd"
+
+
+def _not_a_limit(value: Any) -> ValueError:
+    return ValueError(
+        f"{value!r} is not a limit (write a duration such as 90s, 15m, 2h or 5d, or working days such as 7wd)"
+    )
+
+
+def parse_limit(text: str) -> timedelta | WorkingDays:
+    """Parse a limit: a positive duration (`2h`, `5d`) or working days (`7wd`); raise ValueError otherwise."""
+    if not isinstance(text, str):
+        raise _not_a_limit(text)
+    match = _WORKING_DAYS.match(text.strip())
+    if match is not None:
+        return WorkingDays(int(match.group(1)))
+    duration = _PATTERN.match(text.strip())
+    if duration is None or not any(duration.groups()):
+        raise _not_a_limit(text)
+    return _positive(_parse_text(text))
+
+
+def format_limit(value: timedelta | WorkingDays) -> str:
+    """Write a limit the way `parse_limit` reads it (`1h30m`, `7wd`)."""
+    return str(value) if isinstance(value, WorkingDays) else format_duration(value)
+
+
+def _coerce_limit(value: Any) -> timedelta | WorkingDays:
+    if isinstance(value, WorkingDays):
+        return value
+    if isinstance(value, timedelta):
+        return _positive(value)
+    return parse_limit(value)
+
+
+#: The accept or resolve limit of a level: a positive duration, or whole working days (`7wd`).
+Limit = Annotated[
+    timedelta | WorkingDays,
+    PlainValidator(_coerce_limit),
+    PlainSerializer(format_limit, return_type=str),
+    WithJsonSchema(
+        {"type": "string", "pattern": _JSON_LIMIT_PATTERN, "examples": ["15m", "2h", "5d", "7wd"]}
+    ),
 ]

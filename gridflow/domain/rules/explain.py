@@ -7,12 +7,12 @@ so the timeline it prints is the one an incident follows when nobody acts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from gridflow.domain import lifecycle
 from gridflow.domain.incident import Incident
 from gridflow.domain.lifecycle import Step, StepKind
-from gridflow.domain.rules.durations import format_duration
+from gridflow.domain.rules.durations import WorkingDays, format_limit
 from gridflow.domain.rules.model import Match, Rule, RuleSet
 
 
@@ -36,6 +36,15 @@ def _covers(earlier: Match, later: Match) -> bool:
     )
 
 
+def _shrinks(below: timedelta | WorkingDays, above: timedelta | WorkingDays) -> bool:
+    # Working days and hours do not compare without a start instant: only like is checked with like.
+    if isinstance(below, WorkingDays) and isinstance(above, WorkingDays):
+        return above.days < below.days
+    if isinstance(below, timedelta) and isinstance(above, timedelta):
+        return above < below
+    return False
+
+
 def lint(rules: RuleSet) -> list[RuleWarning]:
     """Warnings: rules shadowed by an earlier one, limits that shrink going up, calendars with no time."""
     warnings: list[RuleWarning] = []
@@ -52,12 +61,12 @@ def lint(rules: RuleSet) -> list[RuleWarning]:
             for clock in ("accept", "resolve"):
                 below = getattr(rule.limits(lower), clock)
                 above = getattr(rule.limits(upper), clock)
-                if above < below:
+                if _shrinks(below, above):
                     warnings.append(
                         RuleWarning(
                             rule.name,
-                            f"{clock} limit shrinks going up: {lower} {format_duration(below)}, "
-                            f"{upper} {format_duration(above)}",
+                            f"{clock} limit shrinks going up: {lower} {format_limit(below)}, "
+                            f"{upper} {format_limit(above)}",
                         )
                     )
     for name, calendar in rules.calendars.items():

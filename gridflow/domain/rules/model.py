@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import string
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from gridflow.domain.incident import DEFAULT_CITY_UNIT, DEFAULT_LEVELS, Incident, Priority
 from gridflow.domain.rules.calendar import BusinessCalendar, SlaClock, clock_for
-from gridflow.domain.rules.durations import Duration
+from gridflow.domain.rules.durations import Duration, Limit, WorkingDays, format_limit
 
 Fraction = Annotated[float, Field(gt=0, lt=1)]
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
@@ -102,8 +102,8 @@ class LevelLimits(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    accept: Duration
-    resolve: Duration
+    accept: Limit
+    resolve: Limit
     warn_at: list[Fraction] | None = None
     max_pause: Duration | None = None
     overdue_reminder: Duration | None = None
@@ -286,6 +286,15 @@ class RuleSet(BaseModel):
                         f"rule {rule.name!r}, level {level!r}: unknown calendar {calendar!r} "
                         f"(calendars: {known}; define it under `calendars:`)"
                     )
+                for clock in ("accept", "resolve"):
+                    limit = getattr(rule.limits(level), clock)
+                    # Working days are days of a calendar: on the wall clock there is no such thing.
+                    if isinstance(limit, WorkingDays) and calendar is None:
+                        raise ValueError(
+                            f"rule {rule.name!r}, level {level!r}: the {clock} limit {format_limit(limit)} "
+                            "counts working days, which needs a calendar (set `calendar:` on the rule or "
+                            "the level)"
+                        )
             if rule.name in seen:
                 raise ValueError(f"rule name {rule.name!r} is used twice")
             seen.add(rule.name)
@@ -294,6 +303,20 @@ class RuleSet(BaseModel):
                 "the last rule must be a default that matches every incident (`match: {}`), "
                 f"but {self.rules[-1].name!r} has a match"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _public_holidays_known(self) -> RuleSet:
+        # Checked on the rule set, not on the calendar: a snapshot's calendar is read back in workflow
+        # code, which must not load the holidays library.
+        for name, calendar in self.calendars.items():
+            if calendar.public_holidays is not None:
+                from gridflow.domain.rules.public_holidays import check_country
+
+                try:
+                    check_country(calendar.public_holidays.country, calendar.public_holidays.subdivision)
+                except ValueError as exc:
+                    raise ValueError(f"calendar {name!r}: public_holidays: {exc}") from exc
         return self
 
     def rule_for(self, incident: Incident) -> Rule:
@@ -312,13 +335,20 @@ class RuleSet(BaseModel):
     def snapshot_for(self, incident: Incident) -> RuleSnapshot:
         """The matching rule with everything it needs frozen in (unit templates of its levels)."""
         rule = self.rule_for(incident)
-        used = {rule.calendar_for(level) for level in rule.levels} - {None}
+        used = sorted({name for level in rule.levels if (name := rule.calendar_for(level)) is not None})
+        # Public holidays of the report's year and the next: enough for any limit of a first pass up
+        # the ladder, and the snapshot stays small. Later years count weekly hours only.
+        year = incident.reported_at.year
         return RuleSnapshot(
             rules_version=self.version,
             rule=rule,
             units={level: self.unit_template(level) for level in rule.levels},
-            calendars={name: self.calendars[name] for name in sorted(n for n in used if n is not None)},
+            calendars={name: self.calendars[name].for_years(year, year + 1) for name in used},
         )
+
+    def snapshot_key(self, incident: Incident) -> tuple[str, int]:
+        """What `snapshot_for` depends on: the matching rule and the report's year."""
+        return self.rule_for(incident).name, incident.reported_at.year
 
 
 class RuleSnapshot(BaseModel):
@@ -335,6 +365,16 @@ class RuleSnapshot(BaseModel):
         """What a level's accept and resolve limits count: its business calendar, or wall-clock time."""
         name = self.rule.calendar_for(level)
         return clock_for(self.calendars[name] if name is not None else None)
+
+    def working_time(self, level: str, limit: timedelta | WorkingDays, start: datetime) -> timedelta:
+        """How much of the level's counted time a limit gives a clock that starts at `start`: a duration
+        as it is; working days as the working time up to the end of the last of them."""
+        if not isinstance(limit, WorkingDays):
+            return limit
+        name = self.rule.calendar_for(level)
+        assert name is not None, "a rule set refuses working days without a calendar"
+        calendar = self.calendars[name]
+        return calendar.working_between(start, calendar.working_day_end(start, limit.days))
 
     def unit_for(self, level: str, incident: Incident) -> str:
         """The id of the unit that handles the incident at a level of this rule."""

@@ -49,17 +49,18 @@ class _Case:
 
 
 class _Snapshots:
-    """One frozen snapshot per rule of a rule set, shared by every incident the rule matches."""
+    """One frozen snapshot per rule of a rule set and report year (whose public holidays it carries),
+    shared by every incident the rule matches in that year."""
 
     def __init__(self, rules: RuleSet) -> None:
         self._rules = rules
-        self._by_rule: dict[str, RuleSnapshot] = {}
+        self._by_key: dict[tuple[str, int], RuleSnapshot] = {}
 
     def for_incident(self, item: SimulatedIncident) -> RuleSnapshot:
-        name = self._rules.rule_for(item.incident).name
-        snapshot = self._by_rule.get(name)
+        key = self._rules.snapshot_key(item.incident)
+        snapshot = self._by_key.get(key)
         if snapshot is None:
-            snapshot = self._by_rule[name] = self._rules.snapshot_for(item.incident)
+            snapshot = self._by_key[key] = self._rules.snapshot_for(item.incident)
         return snapshot
 
 

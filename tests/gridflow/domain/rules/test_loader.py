@@ -20,6 +20,7 @@ from tests.conftest import make_incident
 
 SOURCE = "rules/city.yaml"
 HINT = "(write e.g. 90s, 15m, 2h, 5d or 1h30m)"
+LIMIT_HINT = "(write a duration such as 90s, 15m, 2h or 5d, or working days such as 7wd)"
 
 GOOD = """\
 version: "v1"
@@ -108,12 +109,14 @@ def test_a_bad_duration_names_the_file_the_rule_and_the_field() -> None:
         parse_rule_set(NOISE_WITH_BAD_DURATION, SOURCE)
     error = caught.value
     assert error.source == SOURCE
-    assert error.problems == [f"rule 'noise': rules[2].ladder.street.resolve: '3x' is not a duration {HINT}"]
+    assert error.problems == [
+        f"rule 'noise': rules[2].ladder.street.resolve: '3x' is not a limit {LIMIT_HINT}"
+    ]
     message = str(error)
     assert message.startswith(f"{SOURCE}: invalid rules file\n")
     assert "rule 'noise'" in message
     assert "rules[2].ladder.street.resolve" in message
-    assert "'3x' is not a duration" in message
+    assert "'3x' is not a limit" in message
 
 
 def test_a_bad_duration_read_from_disk_names_the_path(tmp_path: Path) -> None:
@@ -123,7 +126,7 @@ def test_a_bad_duration_read_from_disk_names_the_path(tmp_path: Path) -> None:
         load_rule_set(path)
     assert caught.value.source == str(path)
     assert str(caught.value).startswith(f"{path}: invalid rules file")
-    assert "rule 'noise': rules[2].ladder.street.resolve: '3x' is not a duration" in caught.value.problems[0]
+    assert "rule 'noise': rules[2].ladder.street.resolve: '3x' is not a limit" in caught.value.problems[0]
 
 
 def test_every_problem_in_a_file_is_reported_at_once() -> None:
@@ -142,7 +145,7 @@ rules:
     problems = _problems(text)
     assert len(problems) == 4
     joined = "\n".join(problems)
-    assert "rule 'urgent': rules[0].ladder.grid.accept: 'soon' is not a duration" in joined
+    assert "rule 'urgent': rules[0].ladder.grid.accept: 'soon' is not a limit" in joined
     assert "rule 'urgent': rules[0].warn_at[0]: " in joined
     assert "rule 'default': rules[1].ladder.grid.resolve: is required" in joined
     assert "rule 'default': rules[1].feedback.max_reopens: " in joined
@@ -152,9 +155,7 @@ def test_a_rule_without_a_name_is_named_by_its_position() -> None:
     text = "rules:\n  - ladder:\n      grid: {accept: 2h, resolve: 1x}\n"
     problems = _problems(text)
     assert "rule '#0': rules[0].name: is required" in problems
-    assert any(
-        p.startswith("rule '#0': rules[0].ladder.grid.resolve: '1x' is not a duration") for p in problems
-    )
+    assert any(p.startswith("rule '#0': rules[0].ladder.grid.resolve: '1x' is not a limit") for p in problems)
 
 
 # --- each kind of problem --------------------------------------------------------------------------
