@@ -79,7 +79,7 @@ class LifecycleMetrics:
         )
         self.reopened = Counter(
             "gridflow_incidents_reopened_total",
-            "Incidents reopened after an unsatisfied rating.",
+            "Incidents reopened after an unsatisfied rating or a problem not solved.",
             [*_BASE, "level"],
             registry=registry,
         )
@@ -87,6 +87,12 @@ class LifecycleMetrics:
             "gridflow_feedback_total",
             "Ratings given by residents.",
             [*_BASE, "level", "rating"],
+            registry=registry,
+        )
+        self.return_visits = Counter(
+            "gridflow_return_visits_total",
+            "Return visits that asked the resident whether the problem was solved, by the answer.",
+            [*_BASE, "level", "solved"],
             registry=registry,
         )
         self.closed = Counter(
@@ -156,6 +162,8 @@ class LifecycleMetrics:
                 self.sla_breaches.labels(**base, level=level, clock=clock)
             for rating in Rating:
                 self.feedback.labels(**base, level=level, rating=rating.value)
+            for answer in ("true", "false"):
+                self.return_visits.labels(**base, level=level, solved=answer)
             for outcome in Outcome:
                 for escalated in ("true", "false"):
                     self.closed.labels(**base, level=level, outcome=outcome.value, escalated=escalated)
@@ -199,6 +207,8 @@ class LifecycleMetrics:
             self.reopened.labels(**base, level=level).inc()
         elif kind is StepKind.FEEDBACK:
             self.feedback.labels(**base, level=level, rating=step.rating.value if step.rating else "").inc()
+            if step.solved is not None:
+                self.return_visits.labels(**base, level=level, solved=_yes(step.solved)).inc()
         elif kind is StepKind.CLOSED:
             outcome = step.outcome or Outcome.WITHDRAWN
             escalated = _yes(bool(step.escalations))

@@ -122,9 +122,11 @@ class ResolvedData(_UnitData):
 
 
 class FeedbackData(_LifecycleData):
-    """The data of `gridflow.incident.feedback.v1`: the resident's rating of the resolution."""
+    """The data of `gridflow.incident.feedback.v1`: the return visit, the resident's rating of the
+    resolution and, when asked, whether the problem was solved (not solved reopens the case)."""
 
     rating: Rating
+    solved: bool | None = None  # absent: the question was not asked (events from before it existed)
     comment: str | None = Field(default=None, max_length=2000)
 
 
@@ -191,7 +193,7 @@ def to_command(data: LifecycleData) -> LifecycleCommand:
         case ResolvedData():
             return Resolve(unit_id=data.unit_id, resolution=data.resolution, at=data.at)
         case FeedbackData():
-            return Feedback(rating=data.rating, comment=data.comment, at=data.at)
+            return Feedback(rating=data.rating, solved=data.solved, comment=data.comment, at=data.at)
         case WithdrawnData():
             return Withdraw(reason=data.reason, at=data.at)
     raise TypeError(f"not lifecycle event data: {type(data).__name__}")  # pragma: no cover

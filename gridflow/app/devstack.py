@@ -764,12 +764,12 @@ def demo_scripts(incidents: dict[str, Incident]) -> dict[str, Script]:
         "lamp": [
             (3, Accept(unit_id=lamp.grid_id, handler="Zhang Min")),
             (4, Resolve(unit_id=lamp.grid_id, resolution="Replaced the lamp's bulb and fuse")),
-            (2, Feedback(rating=Rating.SATISFIED, comment="Bright again, thank you")),
+            (2, Feedback(rating=Rating.SATISFIED, solved=True, comment="Bright again, thank you")),
         ],
         "elevator": [
             (4, Accept(unit_id=elevator.grid_id, handler="Chen Jie")),
             (5, Resolve(unit_id=elevator.grid_id, resolution="The maintenance company reset the car")),
-            (2, Feedback(rating=Rating.UNSATISFIED, comment="Stuck again the same evening")),
+            (2, Feedback(rating=Rating.UNSATISFIED, solved=False, comment="Stuck again the same evening")),
         ],
         "noise": [
             (

@@ -161,10 +161,12 @@ def step_in_words(incident: InPlay, step: Step) -> str:
         return f"{name} resolved by {unit}{took}"
     if kind is StepKind.FEEDBACK:
         rating = _RATINGS.get(step.rating, "no rating") if step.rating else "no rating"
-        return f"{name}: the resident is {rating}"
+        solved = {True: " and says it is solved", False: " but says it is not solved", None: ""}[step.solved]
+        return f"{name}: the resident is {rating}{solved}"
     if kind is StepKind.REOPENED:
         where = f", back to {step.to_level}" if step.to_level else ""
-        return f"{name} reopened: the resident was unsatisfied{where}"
+        why = "said it is not solved" if step.reason == "not_solved" else "was unsatisfied"
+        return f"{name} reopened: the resident {why}{where}"
     if kind is StepKind.CLOSED:
         outcome = _OUTCOMES.get(step.outcome, "closed") if step.outcome else "closed"
         climbs = f" after {_count(step.escalations, 'climb')}" if step.escalations else ""

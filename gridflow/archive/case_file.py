@@ -28,6 +28,7 @@ class ArchivedIncident(IncidentContext):
     holder_unit: str | None
     outcome: Outcome | None
     rating: Rating | None
+    solved: bool | None
     escalations: int
     reopens: int
     last_seq: int
@@ -74,6 +75,7 @@ def _apply(state: ArchivedIncident | None, step: IncidentStep) -> ArchivedIncide
         holder_unit=holder,
         outcome=step.outcome if step.kind is StepKind.CLOSED else (state.outcome if state else None),
         rating=step.rating if step.rating is not None else (state.rating if state else None),
+        solved=step.solved if step.kind is StepKind.FEEDBACK else (state.solved if state else None),
         escalations=escalations,
         reopens=(state.reopens if state else 0) + (step.kind is StepKind.REOPENED),
         last_seq=step.seq,

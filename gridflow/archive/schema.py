@@ -92,6 +92,7 @@ incidents = Table(
     Column("last_seq", Integer, nullable=False),
     Column("closed_at", UTCDateTime()),
     Column("updated_at", UTCDateTime(), nullable=False),  # the instant of step `last_seq`
+    Column("solved", Boolean),  # the last answer to "was it solved?"; null: not asked (or before 0003)
     Index(None, "district_id", "category"),
     Index(None, "category"),
     Index(None, "reported_at"),
@@ -124,6 +125,8 @@ incident_steps = Table(
     Column("event_at", UTCDateTime()),  # when the upstream app says it happened, if it said
     # Whether someone wrote a note with the step (its words are never kept); null: archived before 0002.
     Column("has_note", Boolean),
+    # Feedback: whether the resident says the problem was solved; null: not asked (or before 0003).
+    Column("solved", Boolean),
     UniqueConstraint("incident_id", "seq"),
     # The report reads a period's steps in this order.
     Index(None, "at", "incident_id", "seq"),

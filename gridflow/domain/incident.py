@@ -75,7 +75,8 @@ class Outcome(StrEnum):
 
     RESOLVED = "resolved"  # the resident was satisfied or basically satisfied
     RESOLVED_UNRATED = "resolved_unrated"  # no feedback within the window
-    RESOLVED_UNSATISFIED = "resolved_unsatisfied"  # still unsatisfied after the last allowed reopen
+    # Still unsatisfied, or still not solved, after the last allowed reopen: the resident did not accept.
+    RESOLVED_UNSATISFIED = "resolved_unsatisfied"
     WITHDRAWN = "withdrawn"
 
     @property
@@ -92,6 +93,7 @@ class EscalationReason(StrEnum):
     REQUESTED = "requested"
     NOT_RESPONSIBLE = "not_responsible"
     UNSATISFIED = "unsatisfied"
+    NOT_SOLVED = "not_solved"  # the resident says the problem is not solved (rule: on_unsatisfied)
 
 
 class Location(BaseModel):

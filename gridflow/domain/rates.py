@@ -4,6 +4,8 @@ The definitions are those of the Prometheus recording rules (deploy/prometheus/r
 - response rate: dispatches accepted within the limit / (those + accept-clock breaches);
 - resolution rate: closures that were resolved / all closures;
 - satisfaction rate: satisfied or basically satisfied ratings / all ratings;
+- resident-stated resolution: return visits where the resident says the problem was solved / return
+  visits that asked (beside the resolution rate, which is the handler side's);
 - containment per level: resolved closures at or below that level / resolved closures;
 - on-time rate: resolutions within the resolve limit / all resolutions;
 - escalation rate: closures escalated at least once / all closures;
@@ -54,6 +56,8 @@ class RateReport:
     resolutions_in_time: int = 0
     ratings: int = 0
     satisfied_ratings: int = 0
+    return_visits: int = 0  # feedback that answered whether the problem was solved
+    solved_visits: int = 0
     resolved_closures: int = 0
     escalated_closures: int = 0
     escalations: int = 0
@@ -76,6 +80,11 @@ class RateReport:
     def satisfaction_rate(self) -> float | None:
         """Ratings that were satisfied or basically satisfied."""
         return _ratio(self.satisfied_ratings, self.ratings)
+
+    @property
+    def resident_resolution_rate(self) -> float | None:
+        """Return visits where the resident says the problem was solved, over those that asked."""
+        return _ratio(self.solved_visits, self.return_visits)
 
     @property
     def on_time_rate(self) -> float | None:
@@ -143,6 +152,9 @@ class RateReport:
         elif kind is StepKind.FEEDBACK and step.rating is not None:
             self.ratings += 1
             self.satisfied_ratings += step.rating is not Rating.UNSATISFIED
+            if step.solved is not None:
+                self.return_visits += 1
+                self.solved_visits += step.solved
         elif kind is StepKind.ESCALATED:
             self.escalations += 1
         elif kind is StepKind.REOPENED:
@@ -178,6 +190,7 @@ class RateReport:
                 "response": self.response_rate,
                 "resolution": self.resolution_rate,
                 "satisfaction": self.satisfaction_rate,
+                "resident_resolution": self.resident_resolution_rate,
                 "on_time": self.on_time_rate,
                 "escalation": self.escalation_rate,
                 "containment": self.containment(levels),

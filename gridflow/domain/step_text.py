@@ -32,6 +32,8 @@ def step_details(step: Step) -> str:
         value = getattr(step, name)
         if value is not None:
             details.append(f"{name}={getattr(value, 'value', value)}")
+    if step.solved is not None:
+        details.append("solved" if step.solved else "not solved")
     if step.fraction is not None:
         details.append(f"at {step.fraction:.0%}")
     if step.within_limit is not None:

@@ -39,6 +39,7 @@ def every_field_step() -> Step:
         from_level="grid",
         to_level="street",
         rating=Rating.SATISFIED,
+        solved=True,
         outcome=Outcome.RESOLVED,
         elapsed=timedelta(minutes=5),
         escalations=1,

@@ -88,6 +88,20 @@ async def test_retried_activities_and_a_replay_on_a_new_worker_count_every_step_
     assert value(metrics, "gridflow_time_to_resolve_seconds_count", level="grid") == 1
 
 
+def drain_batch(steps: list[Step], levels: list[str] | None = None) -> StepBatch:
+    """Steps of one drain incident in district d-1, on the default rule."""
+    return StepBatch(
+        incident_id="inc-1",
+        category="drain",
+        priority=Priority.NORMAL,
+        district_id="d-1",
+        rule_name="default",
+        rules_version="1",
+        levels=levels or [],
+        steps=steps,
+    )
+
+
 def test_a_batch_delivered_twice_is_counted_once() -> None:
     metrics = LifecycleMetrics(registry=CollectorRegistry())
     state_steps = [
@@ -100,18 +114,44 @@ def test_a_batch_delivered_twice_is_counted_once() -> None:
             level="grid",
         ),
     ]
-    batch = StepBatch(
-        incident_id="inc-1",
-        category="drain",
-        priority=Priority.NORMAL,
-        district_id="d-1",
-        rule_name="default",
-        rules_version="1",
-        steps=state_steps,
-    )
+    batch = drain_batch(state_steps)
     metrics.observe(batch)
     metrics.observe(batch)  # a retry that reached the metrics sink after all
     metrics.observe(batch.model_copy(update={"steps": state_steps[1:]}))
 
     assert value(metrics, "gridflow_incidents_received_total") == 1
     assert value(metrics, "gridflow_incidents_dispatched_total", level="grid") == 1
+
+
+def test_return_visits_are_counted_by_the_residents_answer_and_unasked_ones_not_at_all() -> None:
+    metrics = LifecycleMetrics(registry=CollectorRegistry())
+    at = datetime(2026, 11, 23, tzinfo=UTC)
+
+    def feedback(seq: int, solved: bool | None) -> Step:
+        return Step(
+            seq=seq,
+            kind=StepKind.FEEDBACK,
+            at=at,
+            status=Status.RESOLVED,
+            level="grid",
+            rating=Rating.SATISFIED,
+            solved=solved,
+        )
+
+    batch = drain_batch(
+        [feedback(5, False), feedback(9, True), feedback(13, None)], levels=["grid", "street"]
+    )
+    metrics.observe(batch)
+
+    assert value(metrics, "gridflow_feedback_total", rating="satisfied") == 3
+    assert value(metrics, "gridflow_return_visits_total", solved="false", level="grid") == 1
+    assert value(metrics, "gridflow_return_visits_total", solved="true", level="grid") == 1
+    assert value(metrics, "gridflow_return_visits_total") == 2
+    # Created at zero for every level with the first incident, so rates see their first increment.
+    samples = {
+        tuple(sorted(sample.labels.items()))
+        for family in metrics.registry.collect()
+        for sample in family.samples
+        if sample.name == "gridflow_return_visits_total"
+    }
+    assert len(samples) == 4  # two levels, two answers

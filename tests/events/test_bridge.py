@@ -114,6 +114,39 @@ async def test_lifecycle_events_through_kafka_close_the_incident_and_are_publish
     assert all(e["subject"] == incident_id for e in events)
 
 
+async def test_a_return_visit_through_kafka_that_says_not_solved_reopens_the_incident(
+    pipeline: Pipeline,
+) -> None:
+    pipeline.start_bridge()
+    incident_id = new_id()
+    for event_type in (contract.REPORTED, contract.ACCEPTED, contract.RESOLVED):
+        pipeline.publish(pipeline.event(event_type, incident_id))
+    await pipeline.wait_for(incident_id, lambda s: s.status is Status.RESOLVED)
+    # An answer the contract does not know is dead-lettered with its reason; the incident waits on.
+    unknown_answer = {
+        "specversion": "1.0",
+        "id": f"{incident_id}-maybe",
+        "source": "tests",
+        "type": contract.FEEDBACK,
+        "data": {**sample_data(contract.FEEDBACK, incident_id), "solved": "maybe"},
+    }
+    structured = [("content-type", b"application/cloudevents+json")]
+    pipeline.publish_raw(incident_id.encode(), dump_json(unknown_answer), structured)
+    (letter,) = await pipeline.wait_dead_letters(1)
+    assert letter.error_type == "invalid_data" and "data.solved" in letter.error_message
+
+    pipeline.publish(pipeline.event(contract.FEEDBACK, incident_id, rating="satisfied", solved=False))
+
+    state = await pipeline.wait_for(incident_id, lambda s: s.reopen_count == 1)
+    assert (state.status, state.solved) == (Status.DISPATCHED, False)
+    await asyncio.sleep(0.5)
+    events = await asyncio.to_thread(pipeline.lifecycle_events, incident_id)
+    feedback = next(e for e in events if e["type"] == "gridflow.incident.feedback.v1")
+    reopened = next(e for e in events if e["type"] == "gridflow.incident.reopened.v1")
+    assert (feedback["data"]["solved"], feedback["data"]["rating"]) == (False, "satisfied")
+    assert reopened["data"]["reason"] == "not_solved"
+
+
 async def test_every_unusable_message_is_dead_lettered_with_its_reason_and_the_bridge_keeps_going(
     pipeline: Pipeline,
 ) -> None:

@@ -283,3 +283,23 @@ def test_a_timestamp_outside_the_years_utc_can_hold_is_refused(moment: str) -> N
     assert caught.value.message == (
         "data.reported_at: Value error, timestamp must fall within the years 1 to 9999 in UTC"
     )
+
+
+def test_feedback_may_say_whether_the_problem_was_solved_and_events_without_it_stay_valid() -> None:
+    answered = validate_data(contract.FEEDBACK, {**sample_data(contract.FEEDBACK), "solved": False})
+    unasked = validate_data(contract.FEEDBACK, sample_data(contract.FEEDBACK))
+
+    assert isinstance(answered, FeedbackData) and isinstance(unasked, FeedbackData)
+    assert to_command(answered) == Feedback(
+        rating=answered.rating, solved=False, comment=answered.comment, at=answered.at
+    )
+    assert to_command(unasked) == Feedback(
+        rating=unasked.rating, solved=None, comment=unasked.comment, at=unasked.at
+    )
+
+
+def test_a_solved_answer_that_is_not_yes_or_no_is_refused_naming_the_field() -> None:
+    with pytest.raises(EventRejected) as caught:
+        validate_data(contract.FEEDBACK, {**sample_data(contract.FEEDBACK), "solved": "maybe"})
+    assert caught.value.error_type == "invalid_data"
+    assert "data.solved" in caught.value.message

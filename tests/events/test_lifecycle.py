@@ -142,6 +142,7 @@ def test_data_is_the_step_with_its_incident_context() -> None:
         "from_level": None,
         "to_level": None,
         "rating": None,
+        "solved": None,
         "outcome": None,
         "elapsed": None,
         "escalations": None,

@@ -211,6 +211,28 @@ async def test_an_unsatisfied_resident_reopens_the_incident_until_a_satisfied_ra
     assert kinds(state.timeline).count(StepKind.REOPENED) == 1
 
 
+async def test_a_resident_who_says_the_problem_is_not_solved_reopens_the_incident_however_kindly_rated(
+    incidents: Incidents,
+) -> None:
+    handle = await incidents.report(make_incident())
+    await _accept_and_resolve(incidents, handle, "g-nanjing-07")
+    summary = await incidents.command(
+        handle, IncidentWorkflow.feedback, Feedback(rating=Rating.SATISFIED, solved=False)
+    )
+    assert (summary.status, summary.reopen_count, summary.solved) == (Status.DISPATCHED, 1, False)
+
+    await _accept_and_resolve(incidents, handle, "g-nanjing-07")
+    await incidents.command(handle, IncidentWorkflow.feedback, Feedback(rating=Rating.SATISFIED, solved=True))
+
+    result = await handle.result()
+    assert (result.outcome, result.solved, result.reopen_count) == (Outcome.RESOLVED, True, 1)
+    state = await incidents.state(handle)
+    reopened = [step for step in state.timeline if step.kind is StepKind.REOPENED]
+    assert [step.reason for step in reopened] == ["not_solved"]
+    answers = [step.solved for step in state.timeline if step.kind is StepKind.FEEDBACK]
+    assert answers == [False, True]
+
+
 async def test_reaching_max_reopens_closes_the_incident_unsatisfied_and_flagged(incidents: Incidents) -> None:
     handle = await incidents.report(make_incident())
     for _ in range(3):  # the default rule allows two reopens

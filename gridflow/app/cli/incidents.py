@@ -94,6 +94,7 @@ def _state_text(state: IncidentState, now: datetime) -> str:
         ("escalations", str(state.escalations)),
         ("outcome", state.outcome.value if state.outcome else "-"),
         ("rating", state.rating.value if state.rating else "-"),
+        ("solved", {True: "yes", False: "no", None: "-"}[state.solved]),
         ("flagged", "yes" if state.flagged else "no"),
         ("closed", when(state.closed_at)),
     ]
@@ -346,6 +347,9 @@ async def list_incidents(args: argparse.Namespace, settings: Settings) -> int:
 # ---------------------------------------------------------------------- the lifecycle commands
 
 #: How each lifecycle subcommand's arguments become the workflow command.
+#: `--solved` as the resident answers, and what the command carries.
+_SOLVED: dict[str, bool | None] = {"yes": True, "no": False, "unasked": None}
+
 _BUILDERS: dict[str, Callable[[argparse.Namespace], LifecycleCommand]] = {
     "accept": lambda a: Accept(unit_id=a.unit, handler=a.handler),
     "progress": lambda a: Progress(unit_id=a.unit, note=a.note),
@@ -353,7 +357,7 @@ _BUILDERS: dict[str, Callable[[argparse.Namespace], LifecycleCommand]] = {
     "pause": lambda a: Pause(unit_id=a.unit, reason=a.reason),
     "resume": lambda a: Resume(unit_id=a.unit),
     "resolve": lambda a: Resolve(unit_id=a.unit, resolution=a.resolution),
-    "feedback": lambda a: Feedback(rating=a.rating, comment=a.comment),
+    "feedback": lambda a: Feedback(rating=a.rating, solved=_SOLVED[a.solved], comment=a.comment),
     "withdraw": lambda a: Withdraw(reason=a.reason),
 }
 
@@ -495,12 +499,19 @@ def _add_lifecycle_commands(incident: Any) -> None:
     ).add_argument("--resolution", required=True, help="what was done to solve it")
     feedback = lifecycle(
         "feedback",
-        "the resident's rating",
-        "The resident rates a resolved incident: satisfied or basically satisfied closes it, unsatisfied\n"
-        "reopens it (as the rule says) until the rule's reopen limit.",
+        "the return visit: rating, and whether solved",
+        "The resident rates a resolved incident and may say whether the problem was solved: satisfied or\n"
+        "basically satisfied closes it; unsatisfied, or not solved, reopens it (as the rule says) until\n"
+        "the rule's reopen limit.",
         unit=False,
     )
     feedback.add_argument("--rating", required=True, choices=[r.value for r in Rating], help="the verdict")
+    feedback.add_argument(
+        "--solved",
+        choices=list(_SOLVED),
+        default="unasked",
+        help="whether the resident says the problem was solved (default: not asked)",
+    )
     feedback.add_argument("--comment", help="the resident's words")
     lifecycle(
         "withdraw", "withdraw the incident", "The reporter withdraws the incident; it closes.", unit=False

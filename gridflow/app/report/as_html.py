@@ -41,6 +41,7 @@ DEFINITIONS: Final = {
     "response": "dispatches accepted within the accept limit / (those + accept-clock breaches)",
     "resolution": "closures that were resolved (resolved, resolved unrated, resolved unsatisfied) / closures",
     "satisfaction": "ratings satisfied or basically satisfied / ratings",
+    "resident_resolution": "return visits where the resident says solved / return visits that asked",
     "on_time": "resolutions within the resolve limit / resolutions",
     "escalation": "closures of incidents escalated at least once / closures (lower is better)",
     "grid_containment": "resolved closures whose highest level was grid / resolved closures",

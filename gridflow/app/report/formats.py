@@ -55,6 +55,7 @@ RATE_TITLES = {
     "response": "response",
     "resolution": "resolution",
     "satisfaction": "satisfaction",
+    "resident_resolution": "solved (resident)",
     "on_time": "on-time",
     "escalation": "escalation",
     "grid_containment": "contained at grid",

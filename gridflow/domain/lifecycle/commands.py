@@ -63,9 +63,11 @@ class Resolve(_UnitCommand):
 
 
 class Feedback(_Command):
-    """The resident's rating of a resolved incident."""
+    """The return visit: the resident's rating of a resolved incident and, when asked, whether the
+    problem was solved (12345's second question). Not solved reopens the case as unsatisfied does."""
 
     rating: Rating
+    solved: bool | None = None  # None: the question was not asked (events from before it existed)
     comment: str | None = Field(default=None, max_length=2000)
 
 

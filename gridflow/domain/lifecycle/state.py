@@ -36,6 +36,7 @@ class IncidentState(BaseModel):
     reopen_count: int = 0
     escalations: int = 0
     rating: Rating | None = None
+    solved: bool | None = None
     outcome: Outcome | None = None
     flagged: bool = False
     closed_at: datetime | None = None
@@ -124,6 +125,7 @@ class IncidentSummary(BaseModel):
     rating: Rating | None
     outcome: Outcome | None
     flagged: bool
+    solved: bool | None = None  # last: summaries returned before it existed lack it
     closed_at: datetime | None
     last_seq: int
 
@@ -141,6 +143,7 @@ class IncidentSummary(BaseModel):
             escalations=state.escalations,
             paused_total=state.paused_total,
             rating=state.rating,
+            solved=state.solved,
             outcome=state.outcome,
             flagged=state.flagged,
             closed_at=state.closed_at,

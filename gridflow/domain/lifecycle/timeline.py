@@ -50,6 +50,7 @@ class Step(BaseModel):
     from_level: str | None = None
     to_level: str | None = None
     rating: Rating | None = None
+    solved: bool | None = None  # feedback: whether the resident says the problem was solved, if asked
     outcome: Outcome | None = None
     elapsed: timedelta | None = None  # accepted: since dispatch at this level; resolved: since reported
     escalations: int | None = None  # closed: how many times the incident went up a level

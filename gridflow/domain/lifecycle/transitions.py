@@ -313,11 +313,25 @@ def _resolve(state: IncidentState, command: Resolve, now: datetime) -> None:
 def _feedback(state: IncidentState, incident: Incident, command: Feedback, now: datetime) -> None:
     rule = _rule(state)
     policy = rule.feedback
-    state.rating = command.rating
-    _record(state, now, StepKind.FEEDBACK, rating=command.rating, note=command.comment, event_at=command.at)
-    if command.rating is not Rating.UNSATISFIED:
+    state.rating, state.solved = command.rating, command.solved
+    _record(
+        state,
+        now,
+        StepKind.FEEDBACK,
+        rating=command.rating,
+        solved=command.solved,
+        note=command.comment,
+        event_at=command.at,
+    )
+    # "Unsatisfied means not accepted", and so does "not solved", however kindly it is rated.
+    if command.rating is Rating.UNSATISFIED:
+        why = EscalationReason.UNSATISFIED
+    elif command.solved is False:
+        why = EscalationReason.NOT_SOLVED
+    else:
         _close(state, now, Outcome.RESOLVED)
-    elif state.reopen_count >= policy.max_reopens:
+        return
+    if state.reopen_count >= policy.max_reopens:
         state.flagged = True
         _close(state, now, Outcome.RESOLVED_UNSATISFIED, reason="max_reopens_reached")
     else:
@@ -326,16 +340,14 @@ def _feedback(state: IncidentState, incident: Incident, command: Feedback, now: 
         if policy.on_unsatisfied is OnUnsatisfied.ESCALATE:
             target = min(target + 1, len(rule.levels) - 1)
         to_level = rule.levels[target]
-        _record(
-            state, now, StepKind.REOPENED, reason="unsatisfied", from_level=state.level, to_level=to_level
-        )
+        _record(state, now, StepKind.REOPENED, reason=why.value, from_level=state.level, to_level=to_level)
         if target != state.level_index:
             state.escalations += 1
             _record(
                 state,
                 now,
                 StepKind.ESCALATED,
-                reason=EscalationReason.UNSATISFIED.value,
+                reason=why.value,
                 from_level=state.level,
                 to_level=to_level,
             )

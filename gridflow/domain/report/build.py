@@ -61,6 +61,8 @@ COUNT_FIELDS: Final = {
     "resolutions_in_time": "resolutions_in_time",
     "ratings": "ratings",
     "satisfied_ratings": "satisfied_ratings",
+    "return_visits": "return_visits",
+    "solved_visits": "solved_visits",
     "closed": "closed",
     "resolved_closures": "resolved_closures",
     "escalated_closures": "escalated_closures",

@@ -30,6 +30,7 @@ RATES: Final[dict[str, Callable[[RateReport], float | None]]] = {
     "response": lambda r: r.response_rate,
     "resolution": lambda r: r.resolution_rate,
     "satisfaction": lambda r: r.satisfaction_rate,
+    "resident_resolution": lambda r: r.resident_resolution_rate,
     "on_time": lambda r: r.on_time_rate,
     "escalation": lambda r: r.escalation_rate,
     **{f"{level}_containment": _containment(level) for level in CONTAINMENT_LEVELS},

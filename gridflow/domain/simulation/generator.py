@@ -84,6 +84,9 @@ def _behaviour(rng: random.Random, usual_level: str) -> Behaviour:
         solvable_from=solvable,
         resolve_after=timedelta(minutes=round(rng.lognormvariate(5.5, 0.8), 1)),
         ratings=ratings,
+        # The return visit's second question: an unsatisfied resident says the problem is not solved.
+        # No draw of its own, so that a seed gives the streams (and the fates) it always gave.
+        solved=[rating is not Rating.UNSATISFIED for rating in ratings],
         feedback_after=timedelta(minutes=round(rng.expovariate(1 / 240), 1)),
         withdraw_after=timedelta(minutes=rng.randrange(10, 120)) if rng.random() < 0.02 else None,
     )

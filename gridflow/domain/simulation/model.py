@@ -44,7 +44,8 @@ class Behaviour(BaseModel):
     `accept_after` is one duration for every level or a duration per level (a level left out, or
     null, never accepts); below `solvable_from` the handlers pass the incident up (`requested`)
     instead of accepting it. Each resolution takes the next of `ratings`; when they run out the
-    resident gives no feedback.
+    resident gives no feedback. Each return visit also takes the next of `solved` (whether the
+    resident says the problem was solved); when they run out the question is not asked.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -53,6 +54,7 @@ class Behaviour(BaseModel):
     solvable_from: str | None = None
     resolve_after: Delay = timedelta(hours=4)
     ratings: list[Rating] = Field(default_factory=lambda: [Rating.SATISFIED])
+    solved: list[bool] = Field(default_factory=list)
     feedback_after: Delay = timedelta(hours=2)
     withdraw_after: Delay | None = None
 
@@ -94,6 +96,7 @@ class Action(BaseModel):
     kind: ActionKind
     unit_id: str | None = None
     rating: Rating | None = None
+    solved: bool | None = None
 
     def command(self) -> LifecycleCommand:
         """The lifecycle command this action sends."""
@@ -105,13 +108,15 @@ class Action(BaseModel):
             return Resolve(unit_id=self.unit_id or "", resolution="simulated resolution")
         if self.kind == "feedback":
             assert self.rating is not None
-            return Feedback(rating=self.rating)
+            return Feedback(rating=self.rating, solved=self.solved)
         return Withdraw(reason="simulated withdrawal")
 
 
 @lru_cache(maxsize=65536)
-def _action(kind: ActionKind, unit_id: str | None = None, rating: Rating | None = None) -> Action:
-    return Action(kind=kind, unit_id=unit_id, rating=rating)
+def _action(
+    kind: ActionKind, unit_id: str | None = None, rating: Rating | None = None, solved: bool | None = None
+) -> Action:
+    return Action(kind=kind, unit_id=unit_id, rating=rating, solved=solved)
 
 
 def _last(state: IncidentState, kind: StepKind) -> datetime | None:
@@ -149,7 +154,8 @@ def next_action(behaviour: Behaviour, state: IncidentState) -> tuple[Action, dat
         if rated < len(behaviour.ratings):
             resolved = _last(state, StepKind.RESOLVED)
             assert resolved is not None
-            feedback = _action("feedback", rating=behaviour.ratings[rated])
+            answer = behaviour.solved[rated] if rated < len(behaviour.solved) else None
+            feedback = _action("feedback", rating=behaviour.ratings[rated], solved=answer)
             chosen = (feedback, resolved + behaviour.feedback_after)
     if behaviour.withdraw_after is not None:
         # On a tie the withdrawal goes first, as it always has.

@@ -219,6 +219,7 @@ RATES: list[tuple[str, Callable[[RateReport], float | None]]] = [
     ("response", lambda r: r.response_rate),
     ("resolution", lambda r: r.resolution_rate),
     ("satisfaction", lambda r: r.satisfaction_rate),
+    ("resident_resolution", lambda r: r.resident_resolution_rate),
     ("on_time", lambda r: r.on_time_rate),
     ("escalation", lambda r: r.escalation_rate),
 ]

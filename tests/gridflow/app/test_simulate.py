@@ -122,6 +122,36 @@ async def test_the_real_workflow_on_the_temporal_engine_gives_the_same_rates() -
     assert_hand_computed(simulation.results[0].report)
 
 
+def not_solved_once() -> list[SimulatedIncident]:
+    """One resident, basically satisfied but saying the problem is not solved, then satisfied and solved."""
+    behaviour = Behaviour(
+        accept_after=timedelta(minutes=30),
+        ratings=[Rating.BASICALLY_SATISFIED, Rating.SATISFIED],
+        solved=[False, True],
+    )
+    incident = make_incident(incident_id="hand-not-solved").model_copy(update={"reported_at": START})
+    return [SimulatedIncident(incident=incident, behaviour=behaviour)]
+
+
+def assert_reopened_once_then_solved(report: RateReport) -> None:
+    assert (report.reopens, report.ratings, report.satisfied_ratings) == (1, 2, 2)
+    assert (report.return_visits, report.solved_visits, report.resident_resolution_rate) == (2, 1, 0.5)
+    assert (report.satisfaction_rate, report.closures_by_outcome) == (1.0, {"resolved": 1})
+
+
+def test_a_not_solved_answer_reopens_a_simulated_incident_however_kindly_rated(tmp_path: Path) -> None:
+    simulation = simulate_discrete(write(tmp_path, not_solved_once()), [("built-in", builtin_rule_set())])
+
+    assert_reopened_once_then_solved(simulation.results[0].report)
+    assert "resident-resolution rate" in format_simulation(simulation)
+
+
+async def test_the_temporal_engine_reopens_on_not_solved_too() -> None:
+    simulation = await simulate_temporal(not_solved_once(), [("built-in", builtin_rule_set())])
+
+    assert_reopened_once_then_solved(simulation.results[0].report)
+
+
 STRICT = """
 version: strict-1
 rules:

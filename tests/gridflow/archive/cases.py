@@ -47,8 +47,9 @@ def archived(state: IncidentState) -> list[IncidentStep]:
 
 
 def reopened_and_closed(incident_id: str, at: datetime = T0, category: str = "street_lamp") -> IncidentState:
-    """A street lamp: accepted, paused and resumed, resolved, rated unsatisfied (reopened), accepted
-    again, resolved again and rated satisfied: closed as resolved. Handlers' words on every command."""
+    """A street lamp: accepted, paused and resumed, resolved, rated unsatisfied and not solved
+    (reopened), accepted again, resolved again and rated satisfied and solved: closed as resolved.
+    Handlers' words on every command."""
     incident = make_incident(incident_id=incident_id, category=category).model_copy(
         update={"reported_at": at}
     )
@@ -59,10 +60,13 @@ def reopened_and_closed(incident_id: str, at: datetime = T0, category: str = "st
         (20 * MINUTE, Pause(unit_id=GRID, reason="waiting for parts")),
         (HOUR, Resume(unit_id=GRID)),
         (2 * HOUR, Resolve(unit_id=GRID, resolution="Replaced the bulb; Mr Li at no. 12 let us in")),
-        (3 * HOUR, Feedback(rating=Rating.UNSATISFIED, comment="Dark again, call me on 138 0000 0000")),
+        (
+            3 * HOUR,
+            Feedback(rating=Rating.UNSATISFIED, solved=False, comment="Dark again, call me on 138 0000 0000"),
+        ),
         (4 * HOUR, Accept(unit_id=GRID, handler="Zhang Min")),
         (5 * HOUR, Resolve(unit_id=GRID, resolution="Rewired the lamp")),
-        (6 * HOUR, Feedback(rating=Rating.SATISFIED, comment="Thank you")),
+        (6 * HOUR, Feedback(rating=Rating.SATISFIED, solved=True, comment="Thank you")),
     ]
     for after, command in script:
         apply(state, incident, command, at + after)

@@ -33,12 +33,12 @@ README_TABLES = {
     "incident_steps": [
         "event_id", "incident_id", "seq", "kind", "at", "level", "unit_id", "status", "reason", "clock",
         "fraction", "deadline", "within_limit", "from_level", "to_level", "rating", "outcome",
-        "elapsed_seconds", "escalations", "event_at", "has_note",
+        "elapsed_seconds", "escalations", "event_at", "has_note", "solved",
     ],
     "incidents": [
         "incident_id", "category", "priority", "district_id", "street_id", "rule_name", "rules_version",
         "reported_at", "level", "status", "holder_unit", "outcome", "rating", "escalations", "reopens",
-        "last_seq", "closed_at", "updated_at",
+        "last_seq", "closed_at", "updated_at", "solved",
     ],
 }  # fmt: skip
 
@@ -158,6 +158,7 @@ def test_the_case_file_follows_the_incident_to_its_close(archive: Archive) -> No
         "holder_unit": "g-nanjing-07",
         "outcome": Outcome.RESOLVED,
         "rating": Rating.SATISFIED,
+        "solved": True,
         "escalations": 0,
         "reopens": 1,
         "last_seq": len(steps),
@@ -295,7 +296,7 @@ def test_a_wrong_password_is_refused_without_showing_it(postgresql: PostgresServ
 def test_a_schema_newer_than_this_gridflow_is_refused_in_one_line(database: Database) -> None:
     with Archive.open(database.url, database.password) as archive, archive.engine.begin() as connection:
         connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
-    with pytest.raises(ArchiveError, match=r"does not know .*'9999'.* knows up to 0002"):
+    with pytest.raises(ArchiveError, match=r"does not know .*'9999'.* knows up to 0003"):
         Archive.open(database.url, database.password)
 
 

@@ -11,10 +11,10 @@ The incidents (built-in rules: `default` grid accept 2h / resolve 24h, street 4h
   O3 d-jingan  street_lamp  Oct 12 grid accepts, resolves; satisfied -> closed resolved at grid
   O4 d-jingan  drain        Oct 20 grid does not accept in 2h (breach) -> street accepts, resolves;
                             satisfied -> closed resolved at street, escalated
-  H1 d-huangpu street_lamp  Nov 3 grid accepts, resolves; satisfied -> closed resolved at grid
+  H1 d-huangpu street_lamp  Nov 3 grid accepts, resolves; satisfied, solved -> closed resolved at grid
   H2 d-huangpu drain        Nov 10 grid does not accept in 2h (breach) -> street accepts, resolves;
-                            unsatisfied -> reopened at street, accepted, resolved; basically satisfied
-                            Nov 11 -> closed resolved at street, escalated
+                            unsatisfied, not solved -> reopened at street, accepted, resolved;
+                            basically satisfied, solved Nov 11 -> closed resolved at street, escalated
   J1 d-jingan  street_lamp  Nov 17 urgent: grid accepts in 5m, does not resolve in 2h (breach) -> street
                             accepts in 5m, resolves; no rating in 72h -> closed resolved_unrated Nov 20
   J2 d-jingan  drain        Nov 24 grid accepts; withdrawn -> closed withdrawn at grid
@@ -118,8 +118,8 @@ def resolve(unit: str) -> Resolve:
     return Resolve(unit_id=unit, resolution="fixed")
 
 
-def rating(value: Rating) -> Feedback:
-    return Feedback(rating=value)
+def rating(value: Rating, solved: bool | None = None) -> Feedback:
+    return Feedback(rating=value, solved=solved)
 
 
 SATISFIED, BASICALLY, UNSATISFIED = Rating.SATISFIED, Rating.BASICALLY_SATISFIED, Rating.UNSATISFIED
@@ -183,7 +183,7 @@ def scenario() -> list[IncidentState]:
             [
                 (at(11, 3, 9, 30), accept(H_GRID)),
                 (at(11, 3, 13, 30), resolve(H_GRID)),
-                (at(11, 3, 15), rating(SATISFIED)),
+                (at(11, 3, 15), rating(SATISFIED, solved=True)),
             ],
         ),
         play(
@@ -194,10 +194,10 @@ def scenario() -> list[IncidentState]:
             [
                 (at(11, 10, 12), accept(H_STREET)),
                 (at(11, 10, 16), resolve(H_STREET)),
-                (at(11, 10, 18), rating(UNSATISFIED)),
+                (at(11, 10, 18), rating(UNSATISFIED, solved=False)),
                 (at(11, 10, 19), accept(H_STREET)),
                 (at(11, 11, 10), resolve(H_STREET)),
-                (at(11, 11, 12), rating(BASICALLY)),
+                (at(11, 11, 12), rating(BASICALLY, solved=True)),
             ],
         ),
         play(
@@ -276,6 +276,8 @@ def test_huangpu_in_november_counts_and_rates_as_worked_out_by_hand(by_district:
         "resolutions_in_time": 3,
         "ratings": 4,  # O1 satisfied, H1 satisfied, H2 unsatisfied then basically satisfied
         "satisfied_ratings": 3,
+        "return_visits": 3,  # H1 solved, H2 not solved then solved (O1 was not asked)
+        "solved_visits": 2,
         "closed": 3,  # O1, H1, H2
         "resolved_closures": 3,
         "escalated_closures": 1,  # H2
@@ -288,6 +290,7 @@ def test_huangpu_in_november_counts_and_rates_as_worked_out_by_hand(by_district:
             "response": 3 / 4,
             "resolution": 3 / 3,
             "satisfaction": 3 / 4,
+            "resident_resolution": 2 / 3,
             "on_time": 3 / 3,
             "escalation": 1 / 3,
             "grid_containment": 2 / 3,  # O1, H1 at grid; H2 at street
@@ -315,6 +318,7 @@ def test_jingan_in_november_has_no_rating_so_its_score_weighs_response_and_resol
             "response": 4 / 4,
             "resolution": 1 / 2,
             "satisfaction": None,
+            "resident_resolution": None,
             "on_time": 2 / 2,
             "escalation": 1 / 2,
             "grid_containment": 0 / 1,  # J1 was resolved at street; J2 withdrawn is no resolution
@@ -338,6 +342,7 @@ def test_all_of_november_together(by_district: PeriodReport) -> None:
             "response": 7 / 8,
             "resolution": 4 / 5,
             "satisfaction": 3 / 4,
+            "resident_resolution": 2 / 3,  # all in Huangpu
             "on_time": 5 / 5,
             "escalation": 2 / 5,
             "grid_containment": 2 / 4,

@@ -115,8 +115,16 @@ async def test_an_incident_reported_handled_and_rated_from_the_command_line(
     resolve = ("resolve", incident_id, "--unit", grid, "--resolution", "new bulb fitted")
     code, out, _ = await gridflow(capsys, "incident", *resolve, *server)
     assert (code, out) == (0, f"incident {incident_id}: resolved at grid, held by {grid}\n")
+    # The return visit: satisfied, but the resident says the lamp is still not fixed: back to the grid.
     code, out, _ = await gridflow(
-        capsys, "incident", "feedback", incident_id, "--rating", "satisfied", *server
+        capsys, "incident", "feedback", incident_id, "--rating", "satisfied", "--solved", "no", *server
+    )
+    assert (code, out) == (0, f"incident {incident_id}: dispatched at grid, held by {grid}\n")
+    for step in (("accept", "--unit", grid), ("resolve", "--unit", grid, "--resolution", "new fuse")):
+        code, out, err = await gridflow(capsys, "incident", step[0], incident_id, *step[1:], *server)
+        assert code == 0, err
+    code, out, _ = await gridflow(
+        capsys, "incident", "feedback", incident_id, "--rating", "satisfied", "--solved", "yes", *server
     )
     assert (code, out) == (0, f"incident {incident_id}: closed at grid (resolved)\n")
 
@@ -132,7 +140,9 @@ async def test_an_incident_reported_handled_and_rated_from_the_command_line(
 
     code, out, _ = await gridflow(capsys, "incident", "show", incident_id, *server)
     assert "outcome      resolved" in out and "rating       satisfied" in out
-    assert "rating=satisfied" in out and "outcome=resolved" in out
+    assert "solved       yes" in out and "reopened     1" in out
+    assert "rating=satisfied, not solved" in out and "reason=not_solved" in out
+    assert "rating=satisfied, solved" in out and "outcome=resolved" in out
 
 
 async def test_incidents_escalated_withdrawn_and_listed(

@@ -1019,6 +1019,101 @@ def test_reaching_max_reopens_closes_the_incident_unsatisfied_and_flagged() -> N
     assert kinds(state.timeline).count(StepKind.REOPENED) == 2
 
 
+def test_a_satisfied_resident_who_says_the_problem_is_not_solved_reopens_the_incident() -> None:
+    incident = normal()
+    state = begin(incident)
+    accept_and_resolve(state, incident, GRID, T0 + HOUR)
+
+    steps = apply(state, incident, Feedback(rating=Rating.SATISFIED, solved=False), T0 + 5 * HOUR)
+
+    assert steps == [
+        Step(
+            seq=5,
+            kind=StepKind.FEEDBACK,
+            at=T0 + 5 * HOUR,
+            level="grid",
+            unit_id=GRID,
+            status=Status.RESOLVED,
+            rating=Rating.SATISFIED,
+            solved=False,
+        ),
+        Step(
+            seq=6,
+            kind=StepKind.REOPENED,
+            at=T0 + 5 * HOUR,
+            level="grid",
+            unit_id=GRID,
+            status=Status.RESOLVED,
+            reason="not_solved",
+            from_level="grid",
+            to_level="grid",
+        ),
+        Step(
+            seq=7,
+            kind=StepKind.DISPATCHED,
+            at=T0 + 5 * HOUR,
+            level="grid",
+            unit_id=GRID,
+            status=Status.DISPATCHED,
+            deadline=T0 + 7 * HOUR,
+        ),
+    ]
+    assert (state.reopen_count, state.rating, state.solved) == (1, Rating.SATISFIED, False)
+
+    accept_and_resolve(state, incident, GRID, T0 + 6 * HOUR)
+    closing = apply(state, incident, Feedback(rating=Rating.SATISFIED, solved=True), T0 + 8 * HOUR)
+    assert [(s.kind, s.solved, s.outcome) for s in closing] == [
+        (StepKind.FEEDBACK, True, None),
+        (StepKind.CLOSED, None, Outcome.RESOLVED),
+    ]
+    assert state.solved is True
+
+
+def test_feedback_that_does_not_say_whether_solved_closes_as_a_rating_alone_did() -> None:
+    incident = normal()
+    state = begin(incident)
+    accept_and_resolve(state, incident, GRID, T0 + HOUR)
+
+    steps = apply(state, incident, Feedback(rating=Rating.SATISFIED), T0 + 5 * HOUR)
+
+    assert [(s.kind, s.solved, s.outcome) for s in steps] == [
+        (StepKind.FEEDBACK, None, None),
+        (StepKind.CLOSED, None, Outcome.RESOLVED),
+    ]
+
+
+def test_with_on_unsatisfied_escalate_not_solved_goes_one_level_up_for_that_reason() -> None:
+    incident = normal()
+    state = begin(incident, parse_rule_set(ESCALATE_WHEN_UNSATISFIED, "escalate.yaml"))
+    accept_and_resolve(state, incident, GRID, T0 + HOUR)
+
+    steps = apply(state, incident, Feedback(rating=Rating.BASICALLY_SATISFIED, solved=False), T0 + 3 * HOUR)
+
+    assert [(s.kind, s.reason, s.to_level) for s in steps] == [
+        (StepKind.FEEDBACK, None, None),
+        (StepKind.REOPENED, "not_solved", "street"),
+        (StepKind.ESCALATED, "not_solved", "street"),
+        (StepKind.DISPATCHED, None, None),
+    ]
+
+
+def test_not_solved_after_the_last_reopen_closes_the_incident_unaccepted_and_flagged() -> None:
+    incident = normal()
+    state = begin(incident)
+    for round_ in range(2):  # the default rule allows two reopens
+        accept_and_resolve(state, incident, GRID, T0 + (3 * round_ + 1) * HOUR)
+        apply(state, incident, Feedback(rating=Rating.SATISFIED, solved=False), T0 + (3 * round_ + 3) * HOUR)
+    accept_and_resolve(state, incident, GRID, T0 + 7 * HOUR)
+
+    steps = apply(state, incident, Feedback(rating=Rating.SATISFIED, solved=False), T0 + 9 * HOUR)
+
+    assert [(s.kind, s.reason, s.outcome) for s in steps] == [
+        (StepKind.FEEDBACK, None, None),
+        (StepKind.CLOSED, "max_reopens_reached", Outcome.RESOLVED_UNSATISFIED),
+    ]
+    assert (state.flagged, state.reopen_count) == (True, 2)
+
+
 def test_an_incident_with_no_feedback_closes_unrated_when_the_window_ends() -> None:
     incident = normal()
     state = begin(incident)
