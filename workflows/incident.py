@@ -9,7 +9,7 @@ whose validator asks the core for its refusal, and keeps the search attributes i
 from __future__ import annotations
 
 import contextlib
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from temporalio import workflow
@@ -50,6 +50,10 @@ ACTIVITY_TIMEOUT = timedelta(seconds=10)
 ILLEGAL = "IllegalTransition"
 #: `workflow.patched` id: lifecycle commands fire the clocks already due before they apply (2026-12).
 FIRE_DUE_BEFORE_COMMANDS = "fire-due-before-commands"
+#: `workflow.patched` id: the running SLA clock's deadline is kept in GridflowNextDeadline (2026-12).
+NEXT_DEADLINE_ATTRIBUTE = "next-deadline-search-attribute"
+#: What GridflowNextDeadline holds at the start of a continued run: not known, so it is set again.
+_NOT_KNOWN = datetime.min.replace(tzinfo=UTC)
 
 C = TypeVar("C", bound=LifecycleCommand)
 
@@ -75,6 +79,7 @@ class IncidentWorkflow:
         # A carried-over state was fully published before continue-as-new.
         self._published = len(input.carried.timeline) if input.carried else 0
         self._search_attributes: tuple[str | None, str] | None = None
+        self._deadline_attribute: datetime | None = _NOT_KNOWN if input.carried else None
 
     # ------------------------------------------------------------------ main loop
 
@@ -146,6 +151,20 @@ class IncidentWorkflow:
                 )
             elif step.kind is StepKind.CLOSED and step.outcome is not None:
                 workflow.logger.info("incident closed: %s", step.outcome.value)
+        self._sync_deadline()
+
+    def _sync_deadline(self) -> None:
+        # One upsert when a running clock's deadline changes (dispatch, accept, resume, escalation),
+        # after the steps that changed it; with no clock running the status says so and the value
+        # stays. Histories recorded before it replay without (the patch): incidents running through
+        # a deploy keep working.
+        deadline = self._state.sla_deadline
+        if deadline is None or deadline == self._deadline_attribute:
+            return
+        if not workflow.patched(NEXT_DEADLINE_ATTRIBUTE):
+            return
+        workflow.upsert_search_attributes([sa.NEXT_DEADLINE.value_set(deadline)])
+        self._deadline_attribute = deadline
 
     def _sync_search_attributes(self, step: Step) -> None:
         # One upsert per change of (level, status), made as each step is taken: the command sequence

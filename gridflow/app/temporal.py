@@ -100,12 +100,16 @@ async def register_search_attributes(client: Client, namespace: str) -> list[str
         if exc.status is not RPCStatusCode.UNIMPLEMENTED:
             raise
         known = set()
-    missing = {key.name for key in search_attributes.ALL} - known
+    missing = {key.name: key for key in search_attributes.ALL if key.name not in known}
     if missing:
         await client.operator_service.add_search_attributes(
             AddSearchAttributesRequest(
                 namespace=namespace,
-                search_attributes={name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for name in missing},
+                search_attributes={
+                    # The SDK's enum has the protocol's numbers (KEYWORD 2, DATETIME 6, ...).
+                    name: IndexedValueType.ValueType(int(key.indexed_value_type))
+                    for name, key in missing.items()
+                },
             )
         )
     return sorted(missing)

@@ -343,11 +343,12 @@ def test_kafka_init_creates_the_topics_with_the_partition_count(compose: dict[st
 def test_temporal_init_registers_every_search_attribute_the_workflows_set(compose: dict[str, Any]) -> None:
     init = services(compose)["temporal-init"]
     script = "\n".join(init["command"])
-    assert "temporal operator search-attribute create" in script and "--type Keyword" in script
-    names = re.search(r"for name in ([^;]+);", script)
-    assert names is not None
-    assert set(names.group(1).split()) == {key.name for key in search_attributes.ALL}
-    assert {key.indexed_value_type.name for key in search_attributes.ALL} == {"KEYWORD"}
+    assert "temporal operator search-attribute create" in script and '--type "$$type"' in script
+    pairs = re.search(r"for pair in ([^;]+);", script)
+    assert pairs is not None
+    registered = dict(pair.split(":") for pair in pairs.group(1).split())
+    # The CLI's type names: Keyword, Datetime (the SDK's KEYWORD, DATETIME).
+    assert registered == {key.name: key.indexed_value_type.name.title() for key in search_attributes.ALL}
 
 
 def test_compose_escapes_shell_variables_in_scripts(compose: dict[str, Any]) -> None:

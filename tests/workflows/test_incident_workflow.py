@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -28,6 +28,7 @@ from gridflow.domain.lifecycle import (
 from gridflow.domain.rules import LevelLimits, Rule, builtin_rule_set
 from tests.conftest import make_incident
 from tests.workflows.conftest import Incidents, close_to, kinds, refusal
+from workflows import search_attributes as sa
 from workflows.incident import IncidentWorkflow
 
 
@@ -385,6 +386,7 @@ async def test_search_attributes_let_operators_find_incidents_without_personal_d
 
     found = (await handle.describe()).typed_search_attributes
     values = {pair.key.name: pair.value for pair in found if pair.key.name.startswith("Gridflow")}
+    assert values.pop("GridflowNextDeadline") == (await incidents.state(handle)).accept_deadline
     assert values == {
         "GridflowCategory": "street_lamp",
         "GridflowPriority": "normal",
@@ -400,6 +402,51 @@ async def test_search_attributes_let_operators_find_incidents_without_personal_d
             break
         await asyncio.sleep(0.1)
     assert listed == [handle.id]
+
+
+async def test_an_open_incidents_next_deadline_is_a_search_attribute_and_only_a_running_clock_is_due(
+    live_incidents: Incidents,
+) -> None:
+    incidents = live_incidents
+    handle = await incidents.report(make_incident())
+
+    async def next_deadline() -> datetime | None:
+        return (await handle.describe()).typed_search_attributes.get(sa.NEXT_DEADLINE)
+
+    dispatched = await incidents.state(handle)
+    assert dispatched.accept_deadline is not None
+    assert await next_deadline() == dispatched.accept_deadline
+    accepted = await incidents.command(handle, IncidentWorkflow.accept, Accept(unit_id="g-nanjing-07"))
+    assert accepted.status is Status.ACCEPTED
+    assert await next_deadline() == (await incidents.state(handle)).resolve_deadline
+    client = incidents.env.client
+
+    async def due_by(moment: datetime, expected: list[str]) -> None:
+        query = f"WorkflowId = '{handle.id}' AND {sa.due_between(None, moment)}"
+        listed: list[str] = []
+        for _ in range(100):  # visibility is eventually consistent
+            listed = [w.id async for w in client.list_workflows(query)]
+            if listed == expected:
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"listed {listed}, not {expected}")
+
+    await incidents.command(handle, IncidentWorkflow.pause, Pause(unit_id="g-nanjing-07", reason="parts"))
+    paused_at = await next_deadline()
+    assert paused_at is not None
+    await due_by(paused_at + timedelta(days=30), [])  # a paused clock does not run out
+    await incidents.command(handle, IncidentWorkflow.resume, Resume(unit_id="g-nanjing-07"))
+    resumed = (await incidents.state(handle)).resolve_deadline
+    assert resumed is not None and await next_deadline() == resumed
+
+    # Supervisors list what runs out soon: by the deadline and a minute, not a minute before it.
+    await due_by(resumed + timedelta(minutes=1), [handle.id])
+    await due_by(resumed - timedelta(minutes=1), [])
+
+    await incidents.command(
+        handle, IncidentWorkflow.resolve, Resolve(unit_id="g-nanjing-07", resolution="new bulb")
+    )
+    await due_by(resumed + timedelta(minutes=1), [])  # waiting for the resident: no SLA clock
 
 
 async def _accept_and_resolve(

@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio.client import Client, WorkflowExecution
@@ -47,7 +47,7 @@ from gridflow.domain.lifecycle import (
     Resume,
     Withdraw,
 )
-from gridflow.domain.rules import format_duration
+from gridflow.domain.rules import format_duration, parse_duration
 from gridflow.domain.step_text import step_details, when
 from workflows import search_attributes as sa
 from workflows.client import incident_state, report_incident, send_command
@@ -136,6 +136,9 @@ def _list_query(args: argparse.Namespace) -> str:
         (sa.PRIORITY, args.priority),
     ]
     clauses += [f"{key.name} = {_quoted(value)}" for key, value in filters if value]
+    if args.due_before is not None:
+        # Only a running clock is due: paused, resolved and closed incidents are left out.
+        clauses.append(sa.due_between(None, args.due_before))
     if args.query:
         clauses.append(f"({args.query})")
     return " AND ".join(clauses)
@@ -143,6 +146,8 @@ def _list_query(args: argparse.Namespace) -> str:
 
 #: The list's columns, as the table heads them.
 _HEADER = ["incident", "status", "level", "district", "category", "priority", "started", "workflow"]
+#: With --due-within or --due-before, the list also shows when the running SLA clock runs out.
+_DUE_HEADER = [*_HEADER, "due"]
 #: Rows on one page when --page-size is not given: one screen; --all fetches bigger pages.
 _PAGE_SIZE, _ALL_PAGE_SIZE = 50, 1000
 #: A usage error exits 2, as argparse's own do.
@@ -201,17 +206,45 @@ def _execution_fields(execution: WorkflowExecution) -> dict[str, str | None]:
         "category": attrs.get(sa.CATEGORY),
         "priority": attrs.get(sa.PRIORITY),
         "rule": attrs.get(sa.RULE),
-        "started": execution.start_time.astimezone(UTC).isoformat() if execution.start_time else None,
+        "next_deadline": _iso(_running_deadline(execution)),
+        "started": _iso(execution.start_time),
         "workflow": execution.status.name.lower() if execution.status else None,
     }
 
 
-def _execution_row(execution: WorkflowExecution) -> list[str]:
+def _running_deadline(execution: WorkflowExecution) -> datetime | None:
+    """The deadline of the running SLA clock; None when none runs (the attribute keeps its last value)."""
+    attrs = execution.typed_search_attributes
+    running = attrs.get(sa.STATUS) in (Status.DISPATCHED.value, Status.ACCEPTED.value)
+    return (
+        attrs.get(sa.NEXT_DEADLINE)
+        if running and execution.status is not None and execution.status.name == "RUNNING"
+        else None
+    )
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat() if moment else None
+
+
+def _execution_row(execution: WorkflowExecution, due_from: datetime | None = None) -> list[str]:
+    """A row of the table; with `due_from` (the listing's now), when the running clock runs out."""
     attrs = execution.typed_search_attributes
     incident_id = execution.id.removeprefix("incident-")
     values = [attrs.get(key) or "-" for key in (sa.STATUS, sa.LEVEL, sa.DISTRICT, sa.CATEGORY, sa.PRIORITY)]
     state = execution.status.name.lower() if execution.status else "-"
-    return [incident_id, *values, when(execution.start_time), state]
+    row = [incident_id, *values, when(execution.start_time), state]
+    if due_from is not None:
+        row.append(when(_running_deadline(execution), due_from))
+    return row
+
+
+def _header(args: argparse.Namespace) -> list[str]:
+    return _DUE_HEADER if args.due_before is not None else _HEADER
+
+
+def _due_from(args: argparse.Namespace) -> datetime | None:
+    return args.listed_at if args.due_before is not None else None
 
 
 async def _pages(
@@ -250,10 +283,14 @@ async def _one_page(client: Client, query: str, args: argparse.Namespace, token:
     elif args.json:
         print("\n".join(_json_line(execution) for execution in executions))
     else:
-        print(table([_HEADER, *(_execution_row(execution) for execution in executions)]))
+        header, due_from = _header(args), _due_from(args)
+        print(table([header, *(_execution_row(execution, due_from) for execution in executions)]))
     if next_token is not None:
+        # The next page must ask for the same instant: "within 2h" of a later now is another list.
+        same_due = f" --due-before {_iso(args.due_before)}" if args.due_within is not None else ""
         print(
-            f"more incidents match: add --page {encode_page_token(query, next_token)} for the next page",
+            f"more incidents match: add --page {encode_page_token(query, next_token)}{same_due} for the "
+            f"next page{' (instead of --due-within)' if same_due else ''}",
             file=sys.stderr,
         )
 
@@ -266,10 +303,11 @@ async def _every_page(client: Client, query: str, args: argparse.Namespace, toke
         if args.json:
             lines = [_json_line(execution) for execution in executions]
         else:
-            rows = [_execution_row(execution) for execution in executions]
+            header, due_from = _header(args), _due_from(args)
+            rows = [_execution_row(execution, due_from) for execution in executions]
             if widths is None and rows:
-                widths = [max(len(row[i]) for row in [_HEADER, *rows]) for i in range(len(_HEADER))]
-                rows.insert(0, _HEADER)
+                widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+                rows.insert(0, header)
             lines = [_aligned(row, widths or []) for row in rows]
         if lines:
             print("\n".join(lines), flush=True)
@@ -322,6 +360,9 @@ async def _count(client: Client, query: str, args: argparse.Namespace, settings:
 async def list_incidents(args: argparse.Namespace, settings: Settings) -> int:
     """`gridflow incident list [filters]`: incidents by their search attributes, newest first, a page
     at a time (or --all of them, or --count totals)."""
+    args.listed_at = datetime.now(UTC)
+    if args.due_within is not None:
+        args.due_before = args.listed_at + args.due_within
     query = _list_query(args)
     if args.count and (args.all or args.page or args.page_size):
         fail("--count counts every match: it takes no --page, --page-size or --all", EXIT_USAGE)
@@ -346,7 +387,25 @@ async def list_incidents(args: argparse.Namespace, settings: Settings) -> int:
 
 # ---------------------------------------------------------------------- the lifecycle commands
 
+
 #: How each lifecycle subcommand's arguments become the workflow command.
+def _duration(text: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _instant(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 instant") from exc
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no time zone (write e.g. 2026-12-04T18:00:00Z)")
+    return moment
+
+
 #: `--solved` as the resident answers, and what the command carries.
 _SOLVED: dict[str, bool | None] = {"yes": True, "no": False, "unasked": None}
 
@@ -420,14 +479,19 @@ def add_incident(commands: Any) -> None:
         "List incidents by their search attributes, newest first. Filters combine with AND; --query\n"
         "adds a Temporal visibility query, e.g. \"GridflowLevel IN ('district', 'city')\".\n"
         "Search attributes: GridflowStatus, GridflowLevel, GridflowDistrict, GridflowCategory,\n"
-        "GridflowPriority, GridflowRule.\n"
+        "GridflowPriority, GridflowRule, GridflowNextDeadline (when the running SLA clock runs out).\n"
+        "\n"
+        "--due-within 2h lists the open incidents whose running clock (accept or resolve) runs out\n"
+        "within two hours, already overdue ones included, with a `due` column; --due-before INSTANT\n"
+        "the same up to an instant (a paused or resolved incident has no running clock: never due).\n"
         "\n"
         f"One page of --page-size incidents ({_PAGE_SIZE}) is printed; when more match, standard error says\n"
         "`more incidents match: add --page TOKEN for the next page`: run the same command (same\n"
         "filters) with --page TOKEN for the next one. --all prints every page as it comes (pages of\n"
         f"{_ALL_PAGE_SIZE} unless --page-size says otherwise), with `listed N incidents...` on standard\n"
         "error after each. --json prints one JSON object per incident and line instead of the table:\n"
-        "incident_id, status, level, district, category, priority, rule, started, workflow.\n"
+        "incident_id, status, level, district, category, priority, rule, next_deadline, started,\n"
+        "workflow.\n"
         "\n"
         "--count prints totals per level and status instead of rows, for the same filters, from\n"
         "Temporal visibility counts (one count query per level and status, at most 8 at once, and one\n"
@@ -442,6 +506,19 @@ def add_incident(commands: Any) -> None:
     listing.add_argument("--district", help="district id")
     listing.add_argument("--category", help="category")
     listing.add_argument("--priority", help="priority")
+    due = listing.add_mutually_exclusive_group()
+    due.add_argument(
+        "--due-within",
+        type=_duration,
+        metavar="DURATION",
+        help="only incidents whose running clock runs out within this (e.g. 2h), overdue ones included",
+    )
+    due.add_argument(
+        "--due-before",
+        type=_instant,
+        metavar="INSTANT",
+        help="only incidents whose running clock runs out by this instant (ISO 8601 with a zone)",
+    )
     paging = listing.add_argument_group("paging and counting")
     paging.add_argument(
         "--page-size",

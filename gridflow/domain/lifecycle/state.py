@@ -57,6 +57,12 @@ class IncidentState(BaseModel):
         return clock.deadline
 
     @property
+    def sla_deadline(self) -> datetime | None:
+        """When the running SLA clock runs out: the accept deadline while dispatched, the resolve
+        deadline while accepted; None while no SLA clock runs (paused, resolved, closed)."""
+        return self.accept_deadline or self.resolve_deadline
+
+    @property
     def is_open(self) -> bool:
         """Whether the incident is not yet closed."""
         return self.status is not Status.CLOSED

@@ -5,15 +5,23 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 from temporalio.client import WorkflowExecutionCount
 from temporalio.testing import WorkflowEnvironment
 
 from gridflow.app.compose import build_worker
-from gridflow.app.open_incidents import COUNT_CONCURRENCY, RUNNING_INCIDENTS, count_incidents
-from gridflow.domain.incident import DEFAULT_LEVELS, Status
+from gridflow.app.open_incidents import (
+    COUNT_CONCURRENCY,
+    RUNNING_INCIDENTS,
+    OpenIncidentsGauge,
+    count_due_soon,
+    count_incidents,
+)
+from gridflow.domain.incident import DEFAULT_LEVELS, Priority, Status
 from gridflow.domain.lifecycle import EscalationRequestReason, RequestEscalation, Withdraw
 from gridflow.domain.rules.loader import RulesSource
 from tests.activities.sinks import MemorySink
@@ -99,3 +107,31 @@ async def test_at_most_eight_count_queries_are_in_flight_however_many_levels(
     assert len(counts) == 40 and set(counts.values()) == {0}
     # Every task starts its query before any answer comes back, so the bound, not the timing, sets this.
     assert most == COUNT_CONCURRENCY == 8
+
+
+async def test_incidents_due_within_the_hour_are_counted_by_district_and_a_quiet_district_goes_to_zero(
+    dev_server_env: WorkflowEnvironment,
+) -> None:
+    client, task_queue = dev_server_env.client, f"due-{uuid.uuid4().hex[:8]}"
+    district = f"d-due-{uuid.uuid4().hex[:8]}"
+    # Urgent: the grid has 15 minutes to accept. Normal: two hours, beyond the hour.
+    urgent, normal = (
+        make_incident(district=district, priority=Priority.URGENT),
+        make_incident(district=district),
+    )
+    mine = f"{RUNNING_INCIDENTS} AND GridflowDistrict = '{district}'"
+    async with build_worker(client, task_queue, RulesSource(), [MemorySink()]):
+        for incident in (urgent, normal):
+            await report_incident(client, task_queue, incident)
+        await _until(client.count_workflows, f"{mine} AND GridflowNextDeadline > '2026-01-01T00:00:00Z'", 2)
+        now = datetime.now(UTC)
+
+        assert await count_due_soon(client, now, query=mine) == {district: 1}
+        assert await count_due_soon(client, now, timedelta(hours=3), query=mine) == {district: 2}
+        assert await count_due_soon(client, now + timedelta(hours=3), query=mine) == {}
+
+        gauge = OpenIncidentsGauge(CollectorRegistry())
+        gauge.set_due_soon(await count_due_soon(client, now, query=mine))
+        gauge.set_due_soon({})  # the next refresh finds nothing due there
+        assert gauge.due_soon.labels(district=district)._value.get() == 0
+        await send_command(client, urgent.incident_id, Withdraw(reason="duplicate"))

@@ -8,6 +8,7 @@ import json
 import re
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -195,6 +196,53 @@ async def test_incidents_escalated_withdrawn_and_listed(
     assert first.incident_id in await listed(1, "--query", "GridflowLevel = 'street'")
 
 
+async def test_incidents_due_soon_are_listed_with_when_their_clock_runs_out(
+    server: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    district = f"d-due-{uuid.uuid4().hex[:8]}"
+    at_grid, at_street = make_incident(district=district), make_incident(district=district)
+    for incident in (at_grid, at_street):
+        (tmp_path / "i.json").write_text(incident.model_dump_json(), encoding="utf-8")
+        assert (await gridflow(capsys, "incident", "report", str(tmp_path / "i.json"), *server))[0] == 0
+    # Passed up at once: the street has 4h to accept, the grid 2h (the default rule).
+    escalate = ("escalate", at_street.incident_id, "--unit", at_street.location.grid_id)
+    code, _, err = await gridflow(capsys, "incident", *escalate, "--reason", "not_responsible", *server)
+    assert code == 0, err
+
+    async def due(within: str, expected: set[str]) -> str:
+        out = ""
+        for _ in range(100):  # visibility is eventually consistent
+            code, out, err = await gridflow(
+                capsys, "incident", "list", "--district", district, "--due-within", within, *server
+            )
+            assert code == 0, err
+            if {i for i in (at_grid.incident_id, at_street.incident_id) if i in out} == expected:
+                return out
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"the list never showed {expected}: {out}")
+
+    out = await due("3h", {at_grid.incident_id})
+    assert out.splitlines()[0].split()[-1] == "due"
+    line = next(line for line in out.splitlines() if at_grid.incident_id in line)
+    assert "(in 1h59m" in line or "(in 2h" in line  # accepted within 2h of its report, a moment ago
+    await due("5h", {at_grid.incident_id, at_street.incident_id})
+    await due("1h", set())
+
+    code, out, _ = await gridflow(
+        capsys, "incident", "list", "--district", district, "--due-within", "5h", "--json", *server
+    )
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert all(datetime.fromisoformat(row["next_deadline"]) > datetime.now(UTC) for row in rows)
+
+    for bad, message in (
+        ("--due-within=soon", "'soon' is not a duration"),
+        ("--due-before=2026-12-04T18:00", "no time zone"),
+    ):
+        with pytest.raises(SystemExit) as exit:
+            await gridflow(capsys, "incident", "list", bad, *server)
+        assert exit.value.code == 2 and message in capsys.readouterr().err
+
+
 async def test_a_missing_incident_is_a_clear_error(
     server: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -338,7 +386,10 @@ async def test_twenty_three_incidents_page_by_ten_in_three_disjoint_pages_that_h
     assert code == 0, err
     rows = [json.loads(line) for line in out.splitlines()]
     assert sorted(row["incident_id"] for row in rows) == sorted(reported)
-    assert {row["incident_id"]: row for row in rows}[reported[0]] | {"started": "-"} == {
+    assert {row["incident_id"]: row for row in rows}[reported[0]] | {
+        "started": "-",
+        "next_deadline": "-",
+    } == {
         "incident_id": reported[0],
         "status": "dispatched",
         "level": "grid",
@@ -346,10 +397,11 @@ async def test_twenty_three_incidents_page_by_ten_in_three_disjoint_pages_that_h
         "category": "street_lamp",
         "priority": "normal",
         "rule": "default",
+        "next_deadline": "-",
         "started": "-",
         "workflow": "running",
     }
-    assert all(row["started"].startswith("20") for row in rows)
+    assert all(row["started"].startswith("20") and row["next_deadline"] > row["started"] for row in rows)
 
 
 async def test_a_bad_page_token_is_a_one_line_usage_error(
