@@ -53,6 +53,12 @@ class LifecycleMetrics:
             [*_BASE, "from_level", "to_level", "reason"],
             registry=registry,
         )
+        self.transferred = Counter(
+            "gridflow_incidents_transferred_total",
+            "Transfers to another unit at the same level: dispatches corrected (dispatch accuracy).",
+            [*_BASE, "level"],
+            registry=registry,
+        )
         self.sla_warnings = Counter(
             "gridflow_sla_warnings_total",
             "SLA warnings given (at warn_at of a clock).",
@@ -150,6 +156,7 @@ class LifecycleMetrics:
         category, priority = base["category"], base["priority"]
         for level in levels:
             self.dispatched.labels(**base, level=level)
+            self.transferred.labels(**base, level=level)
             self.overdue.labels(**base, level=level)
             self.reopened.labels(**base, level=level)
             self.time_to_accept.labels(category, priority, level)
@@ -191,6 +198,8 @@ class LifecycleMetrics:
                 to_level=step.to_level or "",
                 reason=step.reason or "",
             ).inc()
+        elif kind is StepKind.TRANSFERRED:
+            self.transferred.labels(**base, level=level).inc()
         elif kind is StepKind.SLA_WARNING:
             self.sla_warnings.labels(**base, level=level, clock=step.clock.value if step.clock else "").inc()
         elif kind is StepKind.SLA_BREACHED:

@@ -29,6 +29,7 @@ from gridflow.domain.lifecycle import (
     RequestEscalation,
     Resolve,
     Resume,
+    Transfer,
     Withdraw,
 )
 
@@ -51,6 +52,7 @@ REPORTED: Final = "gridflow.incident.reported.v1"
 ACCEPTED: Final = "gridflow.incident.accepted.v1"
 PROGRESS: Final = "gridflow.incident.progress.v1"
 ESCALATION_REQUESTED: Final = "gridflow.incident.escalation_requested.v1"
+TRANSFERRED: Final = "gridflow.incident.transferred.v1"
 PAUSED: Final = "gridflow.incident.paused.v1"
 RESUMED: Final = "gridflow.incident.resumed.v1"
 RESOLVED: Final = "gridflow.incident.resolved.v1"
@@ -102,6 +104,15 @@ class EscalationRequestedData(_UnitData):
     note: str | None = Field(default=None, max_length=2000)
 
 
+class TransferredData(_LifecycleData):
+    """The data of `gridflow.incident.transferred.v1`: the incident moves to another unit at the same
+    level (the right department), by the holding unit (`unit_id`) or by the dispatch centre (none)."""
+
+    unit_id: Identifier | None = None
+    to_unit: Identifier
+    reason: str = Field(min_length=1, max_length=500)
+
+
 class PausedData(_UnitData):
     """The data of `gridflow.incident.paused.v1`: the resolve clock stops (waiting for the resident, parts,
     the weather)."""
@@ -140,6 +151,7 @@ LifecycleData = (
     AcceptedData
     | ProgressData
     | EscalationRequestedData
+    | TransferredData
     | PausedData
     | ResumedData
     | ResolvedData
@@ -155,6 +167,7 @@ DATA_MODELS: Final[Mapping[str, type[EventData]]] = types.MappingProxyType(
         ACCEPTED: AcceptedData,
         PROGRESS: ProgressData,
         ESCALATION_REQUESTED: EscalationRequestedData,
+        TRANSFERRED: TransferredData,
         PAUSED: PausedData,
         RESUMED: ResumedData,
         RESOLVED: ResolvedData,
@@ -186,6 +199,8 @@ def to_command(data: LifecycleData) -> LifecycleCommand:
             return Progress(unit_id=data.unit_id, note=data.note, at=data.at)
         case EscalationRequestedData():
             return RequestEscalation(unit_id=data.unit_id, reason=data.reason, note=data.note, at=data.at)
+        case TransferredData():
+            return Transfer(unit_id=data.unit_id, to_unit=data.to_unit, reason=data.reason, at=data.at)
         case PausedData():
             return Pause(unit_id=data.unit_id, reason=data.reason, at=data.at)
         case ResumedData():
@@ -307,6 +322,7 @@ __all__ = [
     "REPORTED",
     "RESOLVED",
     "RESUMED",
+    "TRANSFERRED",
     "TYPE_PREFIX",
     "WITHDRAWN",
     "AcceptedData",
@@ -319,6 +335,7 @@ __all__ = [
     "ReportedData",
     "ResolvedData",
     "ResumedData",
+    "TransferredData",
     "WithdrawnData",
     "event_type_of",
     "to_command",

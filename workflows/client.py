@@ -36,6 +36,7 @@ from gridflow.domain.lifecycle import (
     RequestEscalation,
     Resolve,
     Resume,
+    Transfer,
     Withdraw,
 )
 from workflows.incident import IncidentWorkflow
@@ -109,6 +110,7 @@ _UPDATES: dict[type[Any], Any] = {
     Accept: IncidentWorkflow.accept,
     Progress: IncidentWorkflow.progress,
     RequestEscalation: IncidentWorkflow.request_escalation,
+    Transfer: IncidentWorkflow.transfer,
     Pause: IncidentWorkflow.pause,
     Resume: IncidentWorkflow.resume,
     Resolve: IncidentWorkflow.resolve,

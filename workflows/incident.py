@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         Step,
         StepBatch,
         StepKind,
+        Transfer,
         Withdraw,
     )
     from gridflow.domain.lifecycle.resolution import ceil_to, floor_to
@@ -235,6 +236,15 @@ class IncidentWorkflow:
 
     @request_escalation.validator
     def _validate_request_escalation(self, command: RequestEscalation) -> None:
+        self._validate(command)
+
+    @workflow.update
+    async def transfer(self, command: Transfer) -> IncidentSummary:
+        """Another unit at the same level takes the incident over (a dispatch corrected)."""
+        return await self._command(command)
+
+    @transfer.validator
+    def _validate_transfer(self, command: Transfer) -> None:
         self._validate(command)
 
     @workflow.update

@@ -152,6 +152,8 @@ def step_in_words(incident: InPlay, step: Step) -> str:
         return f"{name} accepted by {unit}{waited}{late}"
     if kind is StepKind.PROGRESS:
         return f"{name}: {unit} reported progress"
+    if kind is StepKind.TRANSFERRED:
+        return f"{name} moved from {step.from_unit} to {unit} at {level} ({step.reason})"
     if kind is StepKind.PAUSED:
         return f"{name} paused by {unit} ({step.reason or 'no reason given'})"
     if kind is StepKind.RESUMED:

@@ -127,6 +127,7 @@ incident_steps = Table(
     Column("has_note", Boolean),
     # Feedback: whether the resident says the problem was solved; null: not asked (or before 0003).
     Column("solved", Boolean),
+    Column("from_unit", String(TEXT_LENGTH)),  # transferred: the unit that held it before (0004)
     UniqueConstraint("incident_id", "seq"),
     # The report reads a period's steps in this order.
     Index(None, "at", "incident_id", "seq"),

@@ -9,6 +9,8 @@ The definitions are those of the Prometheus recording rules (deploy/prometheus/r
 - containment per level: resolved closures at or below that level / resolved closures;
 - on-time rate: resolutions within the resolve limit / all resolutions;
 - escalation rate: closures escalated at least once / all closures;
+- dispatch accuracy: dispatches not corrected by a transfer / dispatches (each transfer is a dispatch
+  that went to the wrong unit, and makes one more dispatch to the right one);
 - time to resolve: from report to (last) resolution, p50 and p90.
 
 `add(state)` counts a whole incident (simulations); `add_step(step)` one step, so that a report over a
@@ -49,6 +51,7 @@ class RateReport:
     closed: int = 0
     open: int = 0
     dispatches: int = 0
+    transfers: int = 0
     accepted_in_time: int = 0
     accept_breaches: int = 0
     sla_breaches: int = 0  # every clock that ran out, accept or resolve
@@ -90,6 +93,11 @@ class RateReport:
     def on_time_rate(self) -> float | None:
         """Resolutions within the resolve limit."""
         return _ratio(self.resolutions_in_time, self.resolutions)
+
+    @property
+    def dispatch_accuracy_rate(self) -> float | None:
+        """Dispatches that went to the right unit: not corrected by a transfer."""
+        return _ratio(self.dispatches - self.transfers, self.dispatches)
 
     @property
     def escalation_rate(self) -> float | None:
@@ -141,6 +149,8 @@ class RateReport:
         kind = step.kind
         if kind is StepKind.DISPATCHED:
             self.dispatches += 1
+        elif kind is StepKind.TRANSFERRED:
+            self.transfers += 1
         elif kind is StepKind.ACCEPTED and step.within_limit:
             self.accepted_in_time += 1
         elif kind is StepKind.SLA_BREACHED:
@@ -193,6 +203,7 @@ class RateReport:
                 "resident_resolution": self.resident_resolution_rate,
                 "on_time": self.on_time_rate,
                 "escalation": self.escalation_rate,
+                "dispatch_accuracy": self.dispatch_accuracy_rate,
                 "containment": self.containment(levels),
             },
             "time_to_resolve_seconds": {

@@ -28,6 +28,8 @@ def step_details(step: Step) -> str:
     details = []
     if step.from_level and step.to_level:
         details.append(f"{step.from_level} -> {step.to_level}")
+    if step.from_unit:
+        details.append(f"from {step.from_unit}")
     for name in ("reason", "clock", "rating", "outcome"):
         value = getattr(step, name)
         if value is not None:

@@ -38,6 +38,7 @@ def every_field_step() -> Step:
         within_limit=False,
         from_level="grid",
         to_level="street",
+        from_unit="g-nanjing-06",
         rating=Rating.SATISFIED,
         solved=True,
         outcome=Outcome.RESOLVED,

@@ -36,6 +36,7 @@ _LIFECYCLE: dict[str, dict[str, Any]] = {
     contract.ACCEPTED: {"unit_id": UNIT_ID, "handler": "Zhang San"},
     contract.PROGRESS: {"unit_id": UNIT_ID, "note": "Electrician on the way."},
     contract.ESCALATION_REQUESTED: {"unit_id": UNIT_ID, "reason": "not_responsible", "note": "Power grid."},
+    contract.TRANSFERRED: {"unit_id": UNIT_ID, "to_unit": "g-nanjing-08", "reason": "The next grid's lamp."},
     contract.PAUSED: {"unit_id": UNIT_ID, "reason": "waiting for parts"},
     contract.RESUMED: {"unit_id": UNIT_ID},
     contract.RESOLVED: {"unit_id": UNIT_ID, "resolution": "Lamp replaced."},

@@ -147,6 +147,23 @@ async def test_a_return_visit_through_kafka_that_says_not_solved_reopens_the_inc
     assert reopened["data"]["reason"] == "not_solved"
 
 
+async def test_a_transfer_through_kafka_moves_the_incident_and_is_published(pipeline: Pipeline) -> None:
+    pipeline.start_bridge()
+    incident_id = new_id()
+    pipeline.publish(pipeline.event(contract.REPORTED, incident_id))
+    pipeline.publish(pipeline.event(contract.TRANSFERRED, incident_id))
+
+    state = await pipeline.wait_for(incident_id, lambda s: s.transfers == 1)
+    assert (state.status, state.holder_unit) == (Status.DISPATCHED, "g-nanjing-08")
+    await asyncio.sleep(0.5)
+    events = await asyncio.to_thread(pipeline.lifecycle_events, incident_id)
+    moved = next(e for e in events if e["type"] == "gridflow.incident.transferred.v1")
+    assert (moved["data"]["from_unit"], moved["data"]["unit_id"]) == (
+        state.timeline[1].unit_id,
+        "g-nanjing-08",
+    )
+
+
 async def test_every_unusable_message_is_dead_lettered_with_its_reason_and_the_bridge_keeps_going(
     pipeline: Pipeline,
 ) -> None:

@@ -20,6 +20,7 @@ from events.contract import (
     ProgressData,
     ResolvedData,
     ResumedData,
+    TransferredData,
     WithdrawnData,
     event_type_of,
     to_command,
@@ -37,6 +38,7 @@ from gridflow.domain.lifecycle import (
     RequestEscalation,
     Resolve,
     Resume,
+    Transfer,
     Withdraw,
 )
 from tests.events.samples import INCIDENT_ID, UNIT_ID, sample_data
@@ -44,12 +46,13 @@ from tests.events.samples import INCIDENT_ID, UNIT_ID, sample_data
 AT = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 
 
-def test_the_contract_knows_the_nine_types_of_the_product_table() -> None:
+def test_the_contract_knows_the_ten_types_of_the_product_table() -> None:
     assert INBOUND_TYPES == (
         "gridflow.incident.reported.v1",
         "gridflow.incident.accepted.v1",
         "gridflow.incident.progress.v1",
         "gridflow.incident.escalation_requested.v1",
+        "gridflow.incident.transferred.v1",
         "gridflow.incident.paused.v1",
         "gridflow.incident.resumed.v1",
         "gridflow.incident.resolved.v1",
@@ -99,6 +102,10 @@ def test_sample_data_of_every_type_validates_and_knows_its_type(event_type: str)
             RequestEscalation(unit_id=UNIT_ID, reason=EscalationRequestReason.REQUESTED, note="n"),
         ),
         (
+            TransferredData(incident_id=INCIDENT_ID, to_unit="g-08", reason="next grid's", at=AT),
+            Transfer(to_unit="g-08", reason="next grid's", at=AT),
+        ),
+        (
             PausedData(incident_id=INCIDENT_ID, unit_id=UNIT_ID, reason="weather", at=AT),
             Pause(unit_id=UNIT_ID, reason="weather", at=AT),
         ),
@@ -131,6 +138,7 @@ _COMMAND_OF: dict[type[BaseModel], type[BaseModel]] = {
     AcceptedData: Accept,
     ProgressData: Progress,
     EscalationRequestedData: RequestEscalation,
+    TransferredData: Transfer,
     PausedData: Pause,
     ResumedData: Resume,
     ResolvedData: Resolve,

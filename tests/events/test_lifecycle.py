@@ -141,6 +141,7 @@ def test_data_is_the_step_with_its_incident_context() -> None:
         "within_limit": None,
         "from_level": None,
         "to_level": None,
+        "from_unit": None,
         "rating": None,
         "solved": None,
         "outcome": None,

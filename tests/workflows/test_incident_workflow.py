@@ -23,6 +23,7 @@ from gridflow.domain.lifecycle import (
     Resolve,
     Resume,
     StepKind,
+    Transfer,
     Withdraw,
 )
 from gridflow.domain.rules import LevelLimits, Rule, builtin_rule_set
@@ -447,6 +448,28 @@ async def test_an_open_incidents_next_deadline_is_a_search_attribute_and_only_a_
         handle, IncidentWorkflow.resolve, Resolve(unit_id="g-nanjing-07", resolution="new bulb")
     )
     await due_by(resumed + timedelta(minutes=1), [])  # waiting for the resident: no SLA clock
+
+
+async def test_a_misdispatched_incident_is_transferred_to_the_right_unit_which_accepts_it(
+    live_incidents: Incidents,
+) -> None:
+    incidents = live_incidents
+    handle = await incidents.report(make_incident())
+    transfer = Transfer(unit_id="g-nanjing-07", to_unit="g-nanjing-08", reason="the next grid's lamp")
+
+    summary = await incidents.command(handle, IncidentWorkflow.transfer, transfer)
+
+    assert (summary.status, summary.level, summary.holder_unit) == (Status.DISPATCHED, "grid", "g-nanjing-08")
+    problem = await refusal(
+        incidents.command(handle, IncidentWorkflow.accept, Accept(unit_id="g-nanjing-07"))
+    )
+    assert "unit g-nanjing-07 does not hold incident" in problem
+    await _accept_and_resolve(incidents, handle, "g-nanjing-08")
+    await incidents.command(handle, IncidentWorkflow.feedback, Feedback(rating=Rating.SATISFIED))
+    state = await incidents.state(handle)
+    moved = next(step for step in state.timeline if step.kind is StepKind.TRANSFERRED)
+    assert (moved.from_unit, moved.unit_id, moved.reason) == ("g-nanjing-07", "g-nanjing-08", transfer.reason)
+    assert (state.outcome, state.transfers, state.escalations) == (Outcome.RESOLVED, 1, 0)
 
 
 async def _accept_and_resolve(

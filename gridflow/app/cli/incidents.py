@@ -45,6 +45,7 @@ from gridflow.domain.lifecycle import (
     RequestEscalation,
     Resolve,
     Resume,
+    Transfer,
     Withdraw,
 )
 from gridflow.domain.rules import format_duration, parse_duration
@@ -413,6 +414,7 @@ _BUILDERS: dict[str, Callable[[argparse.Namespace], LifecycleCommand]] = {
     "accept": lambda a: Accept(unit_id=a.unit, handler=a.handler),
     "progress": lambda a: Progress(unit_id=a.unit, note=a.note),
     "escalate": lambda a: RequestEscalation(unit_id=a.unit, reason=a.reason, note=a.note),
+    "transfer": lambda a: Transfer(unit_id=a.unit, to_unit=a.to, reason=a.reason),
     "pause": lambda a: Pause(unit_id=a.unit, reason=a.reason),
     "resume": lambda a: Resume(unit_id=a.unit),
     "resolve": lambda a: Resolve(unit_id=a.unit, resolution=a.resolution),
@@ -567,6 +569,18 @@ def _add_lifecycle_commands(incident: Any) -> None:
         help="requested: beyond this level's authority or means; not_responsible: not this unit's matter",
     )
     escalate.add_argument("--note", help="why")
+    transfer = lifecycle(
+        "transfer",
+        "move the incident to another unit at the same level",
+        "Move a dispatched or accepted incident to the right unit at the same level (a dispatch\n"
+        "corrected, counted against dispatch accuracy). Without --unit the dispatch centre moves it;\n"
+        "with it, the holding unit does. The new unit must accept it; the rule's `transfer` says\n"
+        "whether its accept clock restarts or continues, and how many transfers a level allows.",
+        unit=False,
+    )
+    transfer.add_argument("--to", required=True, metavar="UNIT", help="the unit that takes it over")
+    transfer.add_argument("--reason", required=True, help="why it goes there")
+    transfer.add_argument("--unit", help="the holding unit, when it moves the incident itself")
     lifecycle(
         "pause", "stop the resolve clock", "Pause the resolve clock (the rule caps the total pause)."
     ).add_argument("--reason", help="what the handler waits for")

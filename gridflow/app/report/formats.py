@@ -58,6 +58,7 @@ RATE_TITLES = {
     "resident_resolution": "solved (resident)",
     "on_time": "on-time",
     "escalation": "escalation",
+    "dispatch_accuracy": "dispatch accuracy",
     "grid_containment": "contained at grid",
     "street_containment": "contained at street",
     "district_containment": "contained at district",

@@ -20,6 +20,7 @@ from gridflow.domain.lifecycle.commands import (
     RequestEscalation,
     Resolve,
     Resume,
+    Transfer,
     Withdraw,
 )
 from gridflow.domain.lifecycle.state import (
@@ -53,6 +54,7 @@ __all__ = [
     "Step",
     "StepBatch",
     "StepKind",
+    "Transfer",
     "Withdraw",
     "apply",
     "fire_due",

@@ -16,6 +16,7 @@ from gridflow.domain.lifecycle.commands import (
     RequestEscalation,
     Resolve,
     Resume,
+    Transfer,
     Withdraw,
 )
 from gridflow.domain.lifecycle.state import IncidentState
@@ -34,6 +35,8 @@ def refusal(state: IncidentState, command: LifecycleCommand) -> str | None:
             return _holder_problem(state, command.unit_id, "note progress on", HANDLING)
         case RequestEscalation():
             return _escalation_problem(state, command)
+        case Transfer():
+            return _transfer_problem(state, command)
         case Pause():
             return _pause_problem(state, command)
         case Resume():
@@ -76,6 +79,24 @@ def _escalation_problem(state: IncidentState, command: RequestEscalation) -> str
     assert state.rule is not None
     if state.level_index + 1 >= len(state.rule.rule.levels):
         return f"incident {state.incident_id} is at the top level ({state.level}): nothing is above"
+    return None
+
+
+def _transfer_problem(state: IncidentState, command: Transfer) -> str | None:
+    if problem := _closed_problem(state):
+        return problem
+    by = command.unit_id if command.unit_id is not None else state.holder_unit or ""
+    if problem := _holder_problem(state, by, "transfer", (Status.DISPATCHED, Status.ACCEPTED)):
+        return problem
+    assert state.rule is not None
+    if command.to_unit == state.holder_unit:
+        return f"incident {state.incident_id} is already held by {command.to_unit}"
+    most = state.rule.rule.transfer.max_per_level
+    if state.level_transfers >= most:
+        return (
+            f"incident {state.incident_id} was transferred {state.level_transfers} times at {state.level}, "
+            f"the rule's limit: pass it up instead"
+        )
     return None
 
 

@@ -41,10 +41,18 @@ class Clock(BaseModel):
 
     @classmethod
     def start(
-        cls, kind: ClockKind, now: datetime, limit: timedelta, warn_at: list[float], sla: SlaClock
+        cls,
+        kind: ClockKind,
+        now: datetime,
+        limit: timedelta,
+        warn_at: list[float],
+        sla: SlaClock,
+        consumed: timedelta = timedelta(0),
     ) -> Clock:
-        """A clock running from now."""
-        clock = cls(kind=kind, started_at=now, limit=limit, deadline=now)
+        """A clock running from now, with `consumed` of its limit already used elsewhere (a transfer
+        that continues the level's clock); warnings already behind it are not given again."""
+        passed = [fraction for fraction in warn_at if limit * fraction <= consumed] if consumed else []
+        clock = cls(kind=kind, started_at=now, limit=limit, consumed=consumed, deadline=now, warned=passed)
         clock._plan(warn_at, sla)
         return clock
 

@@ -56,6 +56,15 @@ class Resume(_UnitCommand):
     """Restart a paused resolve clock."""
 
 
+class Transfer(_Command):
+    """Move the incident to another unit at the same level (the right department): by the holding
+    unit (`unit_id`), or by the dispatch centre (no `unit_id`). Counted against dispatch accuracy."""
+
+    unit_id: Identifier | None = None  # the holding unit; None: the dispatch centre
+    to_unit: Identifier
+    reason: str = Field(min_length=1, max_length=500)
+
+
 class Resolve(_UnitCommand):
     """The holding unit reports the incident solved; the resident is asked for feedback."""
 
@@ -77,4 +86,6 @@ class Withdraw(_Command):
     reason: str | None = Field(default=None, max_length=500)
 
 
-LifecycleCommand = Accept | Progress | RequestEscalation | Pause | Resume | Resolve | Feedback | Withdraw
+LifecycleCommand = (
+    Accept | Progress | RequestEscalation | Transfer | Pause | Resume | Resolve | Feedback | Withdraw
+)

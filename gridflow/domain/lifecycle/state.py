@@ -27,6 +27,11 @@ class IncidentState(BaseModel):
     level_index: int = 0
     status: Status = Status.REPORTED
     holder_unit: str | None = None
+    # Units the incident was transferred to, by level: a reopen there goes back to them.
+    units: dict[str, str] = Field(default_factory=dict)
+    level_since: datetime | None = None  # when the incident first reached its current level
+    level_transfers: int = 0  # transfers at the current level
+    transfers: int = 0
     accept_clock: Clock | None = None
     resolve_clock: Clock | None = None
     feedback_deadline: datetime | None = None

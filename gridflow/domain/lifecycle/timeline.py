@@ -20,6 +20,7 @@ class StepKind(StrEnum):
     SLA_WARNING = "sla_warning"
     SLA_BREACHED = "sla_breached"
     ESCALATED = "escalated"
+    TRANSFERRED = "transferred"  # moved to another unit at the same level (a dispatch corrected)
     OVERDUE = "overdue"
     OVERDUE_REMINDER = "overdue_reminder"
     ACCEPTED = "accepted"
@@ -49,6 +50,7 @@ class Step(BaseModel):
     within_limit: bool | None = None
     from_level: str | None = None
     to_level: str | None = None
+    from_unit: str | None = None  # transferred: the unit that held the incident before
     rating: Rating | None = None
     solved: bool | None = None  # feedback: whether the resident says the problem was solved, if asked
     outcome: Outcome | None = None

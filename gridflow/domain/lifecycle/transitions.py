@@ -22,13 +22,14 @@ from gridflow.domain.lifecycle.commands import (
     RequestEscalation,
     Resolve,
     Resume,
+    Transfer,
     Withdraw,
 )
 from gridflow.domain.lifecycle.state import IncidentState
 from gridflow.domain.lifecycle.timeline import Step, StepKind
 from gridflow.domain.rules.calendar import SlaClock
 from gridflow.domain.rules.durations import WorkingDays
-from gridflow.domain.rules.model import OnUnsatisfied, Rule, RuleSnapshot
+from gridflow.domain.rules.model import OnUnsatisfied, Rule, RuleSnapshot, TransferClocks
 
 
 class Refused(Exception):
@@ -96,6 +97,8 @@ def apply(state: IncidentState, incident: Incident, command: LifecycleCommand, n
                 _end_pause(state, now)
             reason = EscalationReason(command.reason.value)
             _escalate(state, incident, reason, now, note=command.note, event_at=command.at)
+        case Transfer():
+            _transfer(state, incident, command, now)
         case Pause():
             _pause(state, command, now)
         case Resume():
@@ -145,27 +148,57 @@ def _record(state: IncidentState, now: datetime, kind: StepKind, **fields: objec
     return step
 
 
-def _dispatch(state: IncidentState, incident: Incident, index: int, now: datetime) -> None:
+def _dispatch(
+    state: IncidentState, incident: Incident, index: int, now: datetime, *, to_unit: str | None = None
+) -> None:
+    """Send the incident to the unit of a level (a transfer names the unit: same level, another one)."""
     rule = _rule(state)
     assert state.rule is not None
     level = rule.levels[index]
+    arriving = to_unit is None
+    if arriving:  # a new level, or back to one after a reopen: the level's clocks start afresh
+        state.level_since, state.level_transfers = now, 0
     state.level, state.level_index = level, index
-    state.holder_unit = state.rule.unit_for(level, incident)
+    state.holder_unit = to_unit or state.units.get(level) or state.rule.unit_for(level, incident)
     state.status = Status.DISPATCHED
     state.overdue, state.next_reminder_at = False, None
+    limit = rule.limits(level).accept
+    since = state.level_since
+    if not arriving and rule.transfer.clocks is TransferClocks.CONTINUE and since is not None:
+        # The level's accept limit counts from when the incident reached the level, whoever held it.
+        counted, consumed = _limit(state, limit, since), _sla(state).working_between(since, now)
+    else:
+        counted, consumed = _limit(state, limit, now), timedelta(0)
     state.accept_clock = Clock.start(
-        ClockKind.ACCEPT,
-        now,
-        _limit(state, rule.limits(level).accept, now),
-        rule.warn_at_for(level),
-        _sla(state),
+        ClockKind.ACCEPT, now, counted, rule.warn_at_for(level), _sla(state), consumed=consumed
     )
     state.resolve_clock = None
     state.feedback_deadline = None
     _record(state, now, StepKind.DISPATCHED, deadline=state.accept_clock.deadline)
+    if not arriving:
+        return  # the departments of the level heard of the incident when it reached it
     for department in state.rule.notified_units(level, incident):
         # The "whistle": other departments hear of the incident when it reaches this level.
         _record(state, now, StepKind.NOTIFIED, unit_id=department, reason="level_reached")
+
+
+def _transfer(state: IncidentState, incident: Incident, command: Transfer, now: datetime) -> None:
+    """Another unit at the same level takes the incident over: a dispatch corrected, and counted."""
+    assert state.level is not None
+    from_unit = state.holder_unit
+    state.transfers += 1
+    state.level_transfers += 1
+    state.units[state.level] = command.to_unit
+    _record(
+        state,
+        now,
+        StepKind.TRANSFERRED,
+        unit_id=command.to_unit,
+        from_unit=from_unit,
+        reason=command.reason,
+        event_at=command.at,
+    )
+    _dispatch(state, incident, state.level_index, now, to_unit=command.to_unit)
 
 
 def _escalate(

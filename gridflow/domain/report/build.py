@@ -54,6 +54,7 @@ def _minus_points(now: float | None, before: float | None) -> float | None:
 COUNT_FIELDS: Final = {
     "reported": "incidents",
     "dispatches": "dispatches",
+    "transfers": "transfers",
     "accepted_in_time": "accepted_in_time",
     "accept_breaches": "accept_breaches",
     "sla_breaches": "sla_breaches",

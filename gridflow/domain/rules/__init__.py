@@ -25,6 +25,8 @@ from gridflow.domain.rules.model import (
     Rule,
     RuleSet,
     RuleSnapshot,
+    TransferClocks,
+    TransferPolicy,
 )
 
 __all__ = [
@@ -43,6 +45,8 @@ __all__ = [
     "RulesFileError",
     "RulesSource",
     "SlaClock",
+    "TransferClocks",
+    "TransferPolicy",
     "WorkingDays",
     "builtin_rule_set",
     "clock_for",

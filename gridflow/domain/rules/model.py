@@ -136,6 +136,22 @@ class FeedbackPolicy(BaseModel):
     max_reopens: int = Field(default=2, ge=0, le=20)
 
 
+class TransferClocks(StrEnum):
+    """What a transfer to another unit at the same level does to the level's accept clock."""
+
+    RESTART = "restart"  # the new unit gets the whole accept limit from the transfer
+    CONTINUE = "continue"  # it gets what is left of it since the incident reached the level
+
+
+class TransferPolicy(BaseModel):
+    """How transfers between units of one level work."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    clocks: TransferClocks = TransferClocks.RESTART
+    max_per_level: int = Field(default=3, ge=0, le=20)
+
+
 class Match(BaseModel):
     """Which incidents a rule is for; an absent field matches anything."""
 
@@ -204,6 +220,7 @@ class Rule(BaseModel):
     overdue_reminder: Duration = timedelta(hours=4)
     calendar: Name | None = None  # a calendar of the rules file; None: wall-clock time
     feedback: FeedbackPolicy = FeedbackPolicy()
+    transfer: TransferPolicy = TransferPolicy()
 
     @field_validator("warn_at", mode="before")
     @classmethod

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
-from gridflow.domain.incident import Incident, Rating, Status
+from gridflow.domain.incident import Identifier, Incident, Rating, Status
 from gridflow.domain.lifecycle import (
     Accept,
     EscalationRequestReason,
@@ -18,6 +18,7 @@ from gridflow.domain.lifecycle import (
     RequestEscalation,
     Resolve,
     StepKind,
+    Transfer,
     Withdraw,
 )
 from gridflow.domain.rules.durations import Delay
@@ -46,6 +47,8 @@ class Behaviour(BaseModel):
     instead of accepting it. Each resolution takes the next of `ratings`; when they run out the
     resident gives no feedback. Each return visit also takes the next of `solved` (whether the
     resident says the problem was solved); when they run out the question is not asked.
+    `transfer_to` names, per level, the unit a misdispatched incident belongs to: the unit it is
+    dispatched to passes it there (a transfer) when it would have accepted, and that unit accepts.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -55,6 +58,7 @@ class Behaviour(BaseModel):
     resolve_after: Delay = timedelta(hours=4)
     ratings: list[Rating] = Field(default_factory=lambda: [Rating.SATISFIED])
     solved: list[bool] = Field(default_factory=list)
+    transfer_to: dict[str, Identifier] = Field(default_factory=dict)
     feedback_after: Delay = timedelta(hours=2)
     withdraw_after: Delay | None = None
 
@@ -85,7 +89,7 @@ class HandlerPlan(BaseModel):
     resolution: timedelta | None = None  # see gridflow.domain.lifecycle.resolution
 
 
-ActionKind = Literal["accept", "escalate", "resolve", "feedback", "withdraw"]
+ActionKind = Literal["accept", "escalate", "transfer", "resolve", "feedback", "withdraw"]
 
 
 class Action(BaseModel):
@@ -97,6 +101,7 @@ class Action(BaseModel):
     unit_id: str | None = None
     rating: Rating | None = None
     solved: bool | None = None
+    to_unit: str | None = None
 
     def command(self) -> LifecycleCommand:
         """The lifecycle command this action sends."""
@@ -104,6 +109,9 @@ class Action(BaseModel):
             return Accept(unit_id=self.unit_id or "", handler="simulated")
         if self.kind == "escalate":
             return RequestEscalation(unit_id=self.unit_id or "", reason=EscalationRequestReason.REQUESTED)
+        if self.kind == "transfer":
+            assert self.to_unit is not None
+            return Transfer(unit_id=self.unit_id, to_unit=self.to_unit, reason="simulated: not this unit's")
         if self.kind == "resolve":
             return Resolve(unit_id=self.unit_id or "", resolution="simulated resolution")
         if self.kind == "feedback":
@@ -114,9 +122,13 @@ class Action(BaseModel):
 
 @lru_cache(maxsize=65536)
 def _action(
-    kind: ActionKind, unit_id: str | None = None, rating: Rating | None = None, solved: bool | None = None
+    kind: ActionKind,
+    unit_id: str | None = None,
+    rating: Rating | None = None,
+    solved: bool | None = None,
+    to_unit: str | None = None,
 ) -> Action:
-    return Action(kind=kind, unit_id=unit_id, rating=rating, solved=solved)
+    return Action(kind=kind, unit_id=unit_id, rating=rating, solved=solved, to_unit=to_unit)
 
 
 def _last(state: IncidentState, kind: StepKind) -> datetime | None:
@@ -144,7 +156,11 @@ def next_action(behaviour: Behaviour, state: IncidentState) -> tuple[Action, dat
             behaviour.solvable_from in levels and index >= levels.index(behaviour.solvable_from)
         )
         kind: ActionKind = "accept" if solvable or index + 1 >= len(levels) else "escalate"
-        chosen = (_action(kind, unit), dispatched + wait)
+        right_unit = behaviour.transfer_to.get(state.level)
+        if right_unit is not None and right_unit != unit:
+            chosen = (_action("transfer", unit, to_unit=right_unit), dispatched + wait)
+        else:
+            chosen = (_action(kind, unit), dispatched + wait)
     elif status is Status.ACCEPTED:
         accepted = _last(state, StepKind.ACCEPTED)
         assert accepted is not None

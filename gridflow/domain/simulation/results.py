@@ -222,6 +222,7 @@ RATES: list[tuple[str, Callable[[RateReport], float | None]]] = [
     ("resident_resolution", lambda r: r.resident_resolution_rate),
     ("on_time", lambda r: r.on_time_rate),
     ("escalation", lambda r: r.escalation_rate),
+    ("dispatch_accuracy", lambda r: r.dispatch_accuracy_rate),
 ]
 
 

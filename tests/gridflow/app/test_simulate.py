@@ -152,6 +152,31 @@ async def test_the_temporal_engine_reopens_on_not_solved_too() -> None:
     assert_reopened_once_then_solved(simulation.results[0].report)
 
 
+def misdispatched_once() -> list[SimulatedIncident]:
+    """One incident sent to the wrong grid, which passes it to the right one after 20 minutes."""
+    behaviour = Behaviour(accept_after=timedelta(minutes=20), transfer_to={"grid": "g-nanjing-08"})
+    incident = make_incident(incident_id="hand-misdispatched").model_copy(update={"reported_at": START})
+    return [SimulatedIncident(incident=incident, behaviour=behaviour)]
+
+
+def assert_transferred_once(report: RateReport) -> None:
+    assert (report.dispatches, report.transfers, report.dispatch_accuracy_rate) == (2, 1, 0.5)
+    assert (report.escalations, report.response_rate, report.closures_by_outcome) == (0, 1.0, {"resolved": 1})
+
+
+def test_a_simulated_misdispatch_is_transferred_and_counted_against_dispatch_accuracy(tmp_path: Path) -> None:
+    simulation = simulate_discrete(write(tmp_path, misdispatched_once()), [("built-in", builtin_rule_set())])
+
+    assert_transferred_once(simulation.results[0].report)
+    assert "dispatch-accuracy rate" in format_simulation(simulation)
+
+
+async def test_the_temporal_engine_transfers_the_misdispatch_too() -> None:
+    simulation = await simulate_temporal(misdispatched_once(), [("built-in", builtin_rule_set())])
+
+    assert_transferred_once(simulation.results[0].report)
+
+
 STRICT = """
 version: strict-1
 rules:

@@ -33,7 +33,7 @@ README_TABLES = {
     "incident_steps": [
         "event_id", "incident_id", "seq", "kind", "at", "level", "unit_id", "status", "reason", "clock",
         "fraction", "deadline", "within_limit", "from_level", "to_level", "rating", "outcome",
-        "elapsed_seconds", "escalations", "event_at", "has_note", "solved",
+        "elapsed_seconds", "escalations", "event_at", "has_note", "solved", "from_unit",
     ],
     "incidents": [
         "incident_id", "category", "priority", "district_id", "street_id", "rule_name", "rules_version",
@@ -296,7 +296,7 @@ def test_a_wrong_password_is_refused_without_showing_it(postgresql: PostgresServ
 def test_a_schema_newer_than_this_gridflow_is_refused_in_one_line(database: Database) -> None:
     with Archive.open(database.url, database.password) as archive, archive.engine.begin() as connection:
         connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
-    with pytest.raises(ArchiveError, match=r"does not know .*'9999'.* knows up to 0003"):
+    with pytest.raises(ArchiveError, match=r"does not know .*'9999'.* knows up to 0004"):
         Archive.open(database.url, database.password)
 
 

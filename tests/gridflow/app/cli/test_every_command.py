@@ -80,6 +80,9 @@ COMMANDS: dict[str, Command] = {
     "incident escalate": Command(
         (INCIDENT, "--unit", UNIT, "--reason", "requested"), (TEMPORAL,), EXIT_REFUSED, payloads=True
     ),
+    "incident transfer": Command(  # closed by then: refused
+        (INCIDENT, "--to", "g-other", "--reason", "misdispatched"), (TEMPORAL,), EXIT_REFUSED, payloads=True
+    ),
     "incident pause": Command((INCIDENT, "--unit", UNIT), (TEMPORAL,), payloads=True),
     "incident resume": Command(  # not paused
         (INCIDENT, "--unit", UNIT), (TEMPORAL,), EXIT_REFUSED, payloads=True
@@ -115,6 +118,7 @@ CHAIN = (
     "incident resolve",
     "incident feedback",
     "incident escalate",
+    "incident transfer",
     "incident withdraw",
 )
 

@@ -243,6 +243,26 @@ async def test_incidents_due_soon_are_listed_with_when_their_clock_runs_out(
         assert exit.value.code == 2 and message in capsys.readouterr().err
 
 
+async def test_the_dispatch_centre_transfers_an_incident_to_the_right_unit(
+    server: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    incident = make_incident()
+    (tmp_path / "i.json").write_text(incident.model_dump_json(), encoding="utf-8")
+    assert (await gridflow(capsys, "incident", "report", str(tmp_path / "i.json"), *server))[0] == 0
+    move = ("transfer", incident.incident_id, "--to", "g-nanjing-08", "--reason", "the next grid's lamp")
+
+    code, out, err = await gridflow(capsys, "incident", *move, *server)
+
+    assert (code, out) == (
+        0,
+        f"incident {incident.incident_id}: dispatched at grid, held by g-nanjing-08\n",
+    ), err
+    code, _, err = await gridflow(capsys, "incident", *move, *server)
+    assert code == 2 and "is already held by g-nanjing-08" in err
+    code, out, _ = await gridflow(capsys, "incident", "show", incident.incident_id, *server)
+    assert " transferred " in out and "from g-nanjing-07" in out and "reason=the next grid's lamp" in out
+
+
 async def test_a_missing_incident_is_a_clear_error(
     server: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -28,6 +28,7 @@ from gridflow.domain.lifecycle import (
     Resume,
     Step,
     StepKind,
+    Transfer,
     Withdraw,
     apply,
     fire_due,
@@ -1572,3 +1573,131 @@ def test_what_is_due_after_a_gap_fires_in_time_order() -> None:
     assert kinds(steps) == [StepKind.OVERDUE_REMINDER, StepKind.SLA_WARNING]
     due = next_due(state)
     assert due is not None and due > warning_due + HOUR
+
+
+# ---------------------------------------------------------------------- transfers
+
+
+RIGHT_DEPARTMENT = "g-nanjing-08"
+
+CONTINUING_TRANSFERS = """
+version: transfer-1
+rules:
+  - name: continuing
+    ladder:
+      grid:   {accept: 2h, resolve: 1d}
+      street: {accept: 4h, resolve: 2d}
+    transfer: {clocks: continue, max_per_level: 1}
+"""
+
+
+def test_a_misdispatched_incident_is_transferred_to_the_right_unit_with_a_fresh_accept_clock() -> None:
+    incident = normal()
+    state = begin(incident)
+
+    steps = apply(state, incident, Transfer(to_unit=RIGHT_DEPARTMENT, reason="not our street"), T0 + HOUR)
+
+    assert steps == [
+        Step(
+            seq=3,
+            kind=StepKind.TRANSFERRED,
+            at=T0 + HOUR,
+            level="grid",
+            unit_id=RIGHT_DEPARTMENT,
+            status=Status.DISPATCHED,
+            reason="not our street",
+            from_unit=GRID,
+        ),
+        Step(
+            seq=4,
+            kind=StepKind.DISPATCHED,
+            at=T0 + HOUR,
+            level="grid",
+            unit_id=RIGHT_DEPARTMENT,
+            status=Status.DISPATCHED,
+            deadline=T0 + 3 * HOUR,  # the whole 2h accept limit, from the transfer
+        ),
+    ]
+    assert (state.holder_unit, state.transfers, state.level_transfers, state.escalations) == (
+        RIGHT_DEPARTMENT,
+        1,
+        1,
+        0,
+    )
+
+
+def test_the_holder_may_transfer_an_accepted_incident_and_the_new_unit_must_accept_it() -> None:
+    incident = normal()
+    state = begin(incident)
+    apply(state, incident, Accept(unit_id=GRID), T0 + HOUR)
+
+    apply(
+        state,
+        incident,
+        Transfer(unit_id=GRID, to_unit=RIGHT_DEPARTMENT, reason="water, not lamps"),
+        T0 + 2 * HOUR,
+    )
+
+    assert (state.status, state.holder_unit, state.resolve_clock) == (
+        Status.DISPATCHED,
+        RIGHT_DEPARTMENT,
+        None,
+    )
+    assert state.accept_deadline == T0 + 4 * HOUR
+    accepted = apply(state, incident, Accept(unit_id=RIGHT_DEPARTMENT), T0 + 3 * HOUR)
+    assert accepted[0].within_limit is True
+
+
+def test_with_continue_the_new_unit_gets_what_is_left_of_the_levels_accept_limit() -> None:
+    incident = normal()
+    state = begin(incident, parse_rule_set(CONTINUING_TRANSFERS, "transfer.yaml"))
+
+    assert kinds(run_until(state, incident, T0 + 100 * MINUTE)) == [StepKind.SLA_WARNING]  # at 90 minutes
+    apply(state, incident, Transfer(to_unit=RIGHT_DEPARTMENT, reason="misdispatched"), T0 + 100 * MINUTE)
+
+    # Reached the grid at T0 with 2h to accept: the new unit has the last 20 minutes.
+    assert state.accept_deadline == T0 + 2 * HOUR
+    fired = run_until(state, incident, T0 + 2 * HOUR)
+    assert kinds(fired) == [StepKind.SLA_BREACHED, StepKind.ESCALATED, StepKind.DISPATCHED]
+    assert (state.level, state.holder_unit, state.level_transfers) == ("street", STREET, 0)
+    # The 75% warning was given to the first unit; the new one is not warned again.
+    assert kinds(state.timeline).count(StepKind.SLA_WARNING) == 1
+
+
+def test_a_reopened_incident_goes_back_to_the_unit_it_was_transferred_to() -> None:
+    incident = normal()
+    state = begin(incident)
+    apply(state, incident, Transfer(to_unit=RIGHT_DEPARTMENT, reason="misdispatched"), T0 + HOUR)
+    accept_and_resolve(state, incident, RIGHT_DEPARTMENT, T0 + 2 * HOUR)
+
+    apply(state, incident, Feedback(rating=Rating.UNSATISFIED), T0 + 5 * HOUR)
+
+    assert (state.status, state.holder_unit) == (Status.DISPATCHED, RIGHT_DEPARTMENT)
+
+
+@pytest.mark.parametrize(
+    ("command", "reason"),
+    [
+        (Transfer(unit_id=STREET, to_unit=RIGHT_DEPARTMENT, reason="x"), "unit s-nanjing-east does not hold"),
+        (Transfer(to_unit=GRID, reason="x"), f"is already held by {GRID}"),
+    ],
+)
+def test_a_transfer_by_another_unit_or_to_the_holder_is_refused(command: Transfer, reason: str) -> None:
+    incident = normal()
+    state = begin(incident)
+    with pytest.raises(Refused, match=reason):
+        apply(state, incident, command, T0 + HOUR)
+    assert len(state.timeline) == 2
+
+
+def test_transfers_stop_at_the_rules_limit_per_level_and_paused_incidents_are_not_transferred() -> None:
+    incident = normal()
+    state = begin(incident, parse_rule_set(CONTINUING_TRANSFERS, "transfer.yaml"))
+    apply(state, incident, Transfer(to_unit=RIGHT_DEPARTMENT, reason="misdispatched"), T0 + MINUTE)
+    with pytest.raises(Refused, match="transferred 1 times at grid, the rule's limit: pass it up instead"):
+        apply(state, incident, Transfer(to_unit="g-elsewhere", reason="again"), T0 + 2 * MINUTE)
+
+    apply(state, incident, Accept(unit_id=RIGHT_DEPARTMENT), T0 + 3 * MINUTE)
+    apply(state, incident, Pause(unit_id=RIGHT_DEPARTMENT, reason="parts"), T0 + 4 * MINUTE)
+    with pytest.raises(Refused, match="it is paused, not dispatched or accepted"):
+        apply(state, incident, Transfer(to_unit=GRID, reason="x"), T0 + 5 * MINUTE)
