@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo
 from gridflow.app.simulate import NamedRules, simulate_discrete, simulate_temporal
 from gridflow.domain.incident import Incident, Location, Priority, Rating, Reporter
 from gridflow.domain.lifecycle import IncidentState, StepKind
-from gridflow.domain.rules import RuleSet, parse_rule_set
+from gridflow.domain.rules import RuleSet, WorkingDays, parse_rule_set
 from gridflow.domain.simulation.model import Behaviour, SimulatedIncident
 from gridflow.domain.simulation.results import Simulation
 
@@ -178,6 +178,8 @@ def fraction_minutes_are_whole(rules: RuleSet) -> bool:
         for level in rule.levels:
             limits = rule.limits(level)
             for limit in (limits.accept, limits.resolve):
+                if isinstance(limit, WorkingDays):
+                    return False  # its length depends on when the clock starts
                 for part in (1.0, *rule.warn_at_for(level)):
                     if (limit * part) % minute:
                         return False
