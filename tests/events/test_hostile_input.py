@@ -257,11 +257,16 @@ DATA: dict[str, st.SearchStrategy[dict[str, Any]]] = {
         {"unit_id": identifiers, "reason": st.sampled_from([r.value for r in EscalationRequestReason])},
         note=optional(text(2000)),
     ),
+    contract.TRANSFERRED: _lifecycle(
+        {"to_unit": identifiers, "reason": text(500, 1)}, unit_id=optional(identifiers)
+    ),
     contract.PAUSED: _lifecycle({"unit_id": identifiers}, reason=optional(text(500))),
     contract.RESUMED: _lifecycle({"unit_id": identifiers}, reason=optional(text(500))),
     contract.RESOLVED: _lifecycle({"unit_id": identifiers, "resolution": text(2000, 1)}),
     contract.FEEDBACK: _lifecycle(
-        {"rating": st.sampled_from([r.value for r in Rating])}, comment=optional(text(2000))
+        {"rating": st.sampled_from([r.value for r in Rating])},
+        solved=optional(st.booleans()),
+        comment=optional(text(2000)),
     ),
     contract.WITHDRAWN: _lifecycle({}, reason=optional(text(500))),
 }
