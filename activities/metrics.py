@@ -17,6 +17,8 @@ from gridflow.domain.incident import EscalationReason, Outcome, Rating
 from gridflow.domain.lifecycle import Step, StepBatch, StepKind
 
 _BASE = ["category", "priority", "district", "rule"]
+#: How an extension request ends (gridflow_extensions_decided_total's `decision`).
+EXTENSION_DECISIONS = ("granted", "refused", "undecided", "lapsed")
 _TIME_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 432000, 864000, 2592000)
 
 
@@ -57,6 +59,18 @@ class LifecycleMetrics:
             "gridflow_incidents_transferred_total",
             "Transfers to another unit at the same level: dispatches corrected (dispatch accuracy).",
             [*_BASE, "level"],
+            registry=registry,
+        )
+        self.extension_requests = Counter(
+            "gridflow_extension_requests_total",
+            "Requests for more time to resolve, by the level whose holder asked.",
+            [*_BASE, "level"],
+            registry=registry,
+        )
+        self.extensions_decided = Counter(
+            "gridflow_extensions_decided_total",
+            "Extension requests ended: granted, refused by the approver, undecided in time, or lapsed.",
+            [*_BASE, "level", "decision"],
             registry=registry,
         )
         self.sla_warnings = Counter(
@@ -157,6 +171,9 @@ class LifecycleMetrics:
         for level in levels:
             self.dispatched.labels(**base, level=level)
             self.transferred.labels(**base, level=level)
+            self.extension_requests.labels(**base, level=level)
+            for decision in EXTENSION_DECISIONS:
+                self.extensions_decided.labels(**base, level=level, decision=decision)
             self.overdue.labels(**base, level=level)
             self.reopened.labels(**base, level=level)
             self.time_to_accept.labels(category, priority, level)
@@ -200,6 +217,14 @@ class LifecycleMetrics:
             ).inc()
         elif kind is StepKind.TRANSFERRED:
             self.transferred.labels(**base, level=level).inc()
+        elif kind is StepKind.EXTENSION_REQUESTED:
+            self.extension_requests.labels(**base, level=level).inc()
+        elif kind is StepKind.EXTENSION_GRANTED:
+            self.extensions_decided.labels(**base, level=level, decision="granted").inc()
+        elif kind is StepKind.EXTENSION_REFUSED:
+            # The approver refused (it is the actor), or nobody did: undecided in time, or lapsed.
+            decision = "refused" if step.actor else step.reason or "lapsed"
+            self.extensions_decided.labels(**base, level=level, decision=decision).inc()
         elif kind is StepKind.SLA_WARNING:
             self.sla_warnings.labels(**base, level=level, clock=step.clock.value if step.clock else "").inc()
         elif kind is StepKind.SLA_BREACHED:

@@ -23,15 +23,19 @@ from gridflow.domain.lifecycle import (
     Accept,
     EscalationRequestReason,
     Feedback,
+    GrantExtension,
     LifecycleCommand,
     Pause,
     Progress,
+    RefuseExtension,
     RequestEscalation,
+    RequestExtension,
     Resolve,
     Resume,
     Transfer,
     Withdraw,
 )
+from gridflow.domain.rules.durations import Limit
 
 #: Default topics.
 INCIDENTS_TOPIC: Final = "gridflow.incidents"
@@ -53,6 +57,9 @@ ACCEPTED: Final = "gridflow.incident.accepted.v1"
 PROGRESS: Final = "gridflow.incident.progress.v1"
 ESCALATION_REQUESTED: Final = "gridflow.incident.escalation_requested.v1"
 TRANSFERRED: Final = "gridflow.incident.transferred.v1"
+EXTENSION_REQUESTED: Final = "gridflow.incident.extension_requested.v1"
+EXTENSION_GRANTED: Final = "gridflow.incident.extension_granted.v1"
+EXTENSION_REFUSED: Final = "gridflow.incident.extension_refused.v1"
 PAUSED: Final = "gridflow.incident.paused.v1"
 RESUMED: Final = "gridflow.incident.resumed.v1"
 RESOLVED: Final = "gridflow.incident.resolved.v1"
@@ -113,6 +120,26 @@ class TransferredData(_LifecycleData):
     reason: str = Field(min_length=1, max_length=500)
 
 
+class ExtensionRequestedData(_UnitData):
+    """The data of `gridflow.incident.extension_requested.v1`: the holding unit asks for more time to
+    resolve (`extra`: a duration such as `8h`, or working days such as `2wd`)."""
+
+    extra: Limit
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class ExtensionGrantedData(_UnitData):
+    """The data of `gridflow.incident.extension_granted.v1`: the approver (`unit_id`) grants it."""
+
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class ExtensionRefusedData(_UnitData):
+    """The data of `gridflow.incident.extension_refused.v1`: the approver (`unit_id`) refuses it."""
+
+    reason: str = Field(min_length=1, max_length=500)
+
+
 class PausedData(_UnitData):
     """The data of `gridflow.incident.paused.v1`: the resolve clock stops (waiting for the resident, parts,
     the weather)."""
@@ -152,6 +179,9 @@ LifecycleData = (
     | ProgressData
     | EscalationRequestedData
     | TransferredData
+    | ExtensionRequestedData
+    | ExtensionGrantedData
+    | ExtensionRefusedData
     | PausedData
     | ResumedData
     | ResolvedData
@@ -168,6 +198,9 @@ DATA_MODELS: Final[Mapping[str, type[EventData]]] = types.MappingProxyType(
         PROGRESS: ProgressData,
         ESCALATION_REQUESTED: EscalationRequestedData,
         TRANSFERRED: TransferredData,
+        EXTENSION_REQUESTED: ExtensionRequestedData,
+        EXTENSION_GRANTED: ExtensionGrantedData,
+        EXTENSION_REFUSED: ExtensionRefusedData,
         PAUSED: PausedData,
         RESUMED: ResumedData,
         RESOLVED: ResolvedData,
@@ -201,6 +234,12 @@ def to_command(data: LifecycleData) -> LifecycleCommand:
             return RequestEscalation(unit_id=data.unit_id, reason=data.reason, note=data.note, at=data.at)
         case TransferredData():
             return Transfer(unit_id=data.unit_id, to_unit=data.to_unit, reason=data.reason, at=data.at)
+        case ExtensionRequestedData():
+            return RequestExtension(unit_id=data.unit_id, extra=data.extra, reason=data.reason, at=data.at)
+        case ExtensionGrantedData():
+            return GrantExtension(unit_id=data.unit_id, note=data.note, at=data.at)
+        case ExtensionRefusedData():
+            return RefuseExtension(unit_id=data.unit_id, reason=data.reason, at=data.at)
         case PausedData():
             return Pause(unit_id=data.unit_id, reason=data.reason, at=data.at)
         case ResumedData():
@@ -311,6 +350,9 @@ __all__ = [
     "DLQ_SOURCE_TOPIC_HEADER",
     "DLQ_VALUE_DROPPED_HEADER",
     "ESCALATION_REQUESTED",
+    "EXTENSION_GRANTED",
+    "EXTENSION_REFUSED",
+    "EXTENSION_REQUESTED",
     "FEEDBACK",
     "INBOUND_TYPES",
     "INCIDENTS_TOPIC",
@@ -328,6 +370,9 @@ __all__ = [
     "AcceptedData",
     "EscalationRequestedData",
     "EventData",
+    "ExtensionGrantedData",
+    "ExtensionRefusedData",
+    "ExtensionRequestedData",
     "FeedbackData",
     "LifecycleData",
     "PausedData",

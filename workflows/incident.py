@@ -22,12 +22,15 @@ with workflow.unsafe.imports_passed_through():
     from gridflow.domain.lifecycle import (
         Accept,
         Feedback,
+        GrantExtension,
         IncidentState,
         IncidentSummary,
         LifecycleCommand,
         Pause,
         Progress,
+        RefuseExtension,
         RequestEscalation,
+        RequestExtension,
         Resolve,
         Resume,
         Step,
@@ -245,6 +248,33 @@ class IncidentWorkflow:
 
     @transfer.validator
     def _validate_transfer(self, command: Transfer) -> None:
+        self._validate(command)
+
+    @workflow.update
+    async def request_extension(self, command: RequestExtension) -> IncidentSummary:
+        """The holding unit asks for more time to resolve; the rule's approver decides."""
+        return await self._command(command)
+
+    @request_extension.validator
+    def _validate_request_extension(self, command: RequestExtension) -> None:
+        self._validate(command)
+
+    @workflow.update
+    async def grant_extension(self, command: GrantExtension) -> IncidentSummary:
+        """The approver grants the pending extension: the resolve deadline moves."""
+        return await self._command(command)
+
+    @grant_extension.validator
+    def _validate_grant_extension(self, command: GrantExtension) -> None:
+        self._validate(command)
+
+    @workflow.update
+    async def refuse_extension(self, command: RefuseExtension) -> IncidentSummary:
+        """The approver refuses the pending extension."""
+        return await self._command(command)
+
+    @refuse_extension.validator
+    def _validate_refuse_extension(self, command: RefuseExtension) -> None:
         self._validate(command)
 
     @workflow.update

@@ -154,6 +154,13 @@ def step_in_words(incident: InPlay, step: Step) -> str:
         return f"{name}: {unit} reported progress"
     if kind is StepKind.TRANSFERRED:
         return f"{name} moved from {step.from_unit} to {unit} at {level} ({step.reason})"
+    if kind is StepKind.EXTENSION_REQUESTED:
+        return f"{name}: {unit} asks for {step.extension} more ({step.reason})"
+    if kind is StepKind.EXTENSION_GRANTED:
+        return f"{name}: {step.actor} gave {unit} {step.extension} more"
+    if kind is StepKind.EXTENSION_REFUSED:
+        who = f"{step.actor} refused" if step.actor else step.reason or "refused"
+        return f"{name}: no more time for {unit} ({who})"
     if kind is StepKind.PAUSED:
         return f"{name} paused by {unit} ({step.reason or 'no reason given'})"
     if kind is StepKind.RESUMED:

@@ -9,6 +9,7 @@ The definitions are those of the Prometheus recording rules (deploy/prometheus/r
 - containment per level: resolved closures at or below that level / resolved closures;
 - on-time rate: resolutions within the resolve limit / all resolutions;
 - escalation rate: closures escalated at least once / all closures;
+- extension rate: extensions granted / resolutions (lower is better: resolved in the time first given);
 - dispatch accuracy: dispatches not corrected by a transfer / dispatches (each transfer is a dispatch
   that went to the wrong unit, and makes one more dispatch to the right one);
 - time to resolve: from report to (last) resolution, p50 and p90.
@@ -52,6 +53,8 @@ class RateReport:
     open: int = 0
     dispatches: int = 0
     transfers: int = 0
+    extension_requests: int = 0
+    extensions_granted: int = 0
     accepted_in_time: int = 0
     accept_breaches: int = 0
     sla_breaches: int = 0  # every clock that ran out, accept or resolve
@@ -93,6 +96,11 @@ class RateReport:
     def on_time_rate(self) -> float | None:
         """Resolutions within the resolve limit."""
         return _ratio(self.resolutions_in_time, self.resolutions)
+
+    @property
+    def extension_rate(self) -> float | None:
+        """Extensions granted, per resolution."""
+        return _ratio(self.extensions_granted, self.resolutions)
 
     @property
     def dispatch_accuracy_rate(self) -> float | None:
@@ -151,6 +159,10 @@ class RateReport:
             self.dispatches += 1
         elif kind is StepKind.TRANSFERRED:
             self.transfers += 1
+        elif kind is StepKind.EXTENSION_REQUESTED:
+            self.extension_requests += 1
+        elif kind is StepKind.EXTENSION_GRANTED:
+            self.extensions_granted += 1
         elif kind is StepKind.ACCEPTED and step.within_limit:
             self.accepted_in_time += 1
         elif kind is StepKind.SLA_BREACHED:
@@ -204,6 +216,7 @@ class RateReport:
                 "on_time": self.on_time_rate,
                 "escalation": self.escalation_rate,
                 "dispatch_accuracy": self.dispatch_accuracy_rate,
+                "extension": self.extension_rate,
                 "containment": self.containment(levels),
             },
             "time_to_resolve_seconds": {

@@ -30,6 +30,10 @@ def step_details(step: Step) -> str:
         details.append(f"{step.from_level} -> {step.to_level}")
     if step.from_unit:
         details.append(f"from {step.from_unit}")
+    if step.extension:
+        details.append(f"{step.extension} more")
+    if step.actor:
+        details.append(f"by {step.actor}")
     for name in ("reason", "clock", "rating", "outcome"):
         value = getattr(step, name)
         if value is not None:

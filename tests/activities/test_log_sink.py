@@ -39,6 +39,8 @@ def every_field_step() -> Step:
         from_level="grid",
         to_level="street",
         from_unit="g-nanjing-06",
+        actor="s-nanjing-east",
+        extension="2wd",
         rating=Rating.SATISFIED,
         solved=True,
         outcome=Outcome.RESOLVED,

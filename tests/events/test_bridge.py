@@ -164,6 +164,27 @@ async def test_a_transfer_through_kafka_moves_the_incident_and_is_published(pipe
     )
 
 
+async def test_an_extension_asked_and_granted_through_kafka_moves_the_resolve_deadline(
+    pipeline: Pipeline,
+) -> None:
+    pipeline.start_bridge()
+    incident_id = new_id()
+    for event_type in (contract.REPORTED, contract.ACCEPTED):
+        pipeline.publish(pipeline.event(event_type, incident_id))
+    accepted = await pipeline.wait_for(incident_id, lambda s: s.status is Status.ACCEPTED)
+    assert accepted.resolve_deadline is not None
+    for event_type in (contract.EXTENSION_REQUESTED, contract.EXTENSION_GRANTED):
+        pipeline.publish(pipeline.event(event_type, incident_id))
+
+    state = await pipeline.wait_for(incident_id, lambda s: s.extensions == 1)
+    assert state.resolve_deadline == accepted.resolve_deadline + timedelta(hours=8)
+    await asyncio.sleep(0.5)
+    events = await asyncio.to_thread(pipeline.lifecycle_events, incident_id)
+    kinds = [e["type"].removeprefix("gridflow.incident.").removesuffix(".v1") for e in events]
+    assert kinds[-2:] == ["extension_requested", "extension_granted"]
+    assert events[-1]["data"]["actor"] == "s-nanjing-east" and events[-1]["data"]["extension"] == "8h"
+
+
 async def test_every_unusable_message_is_dead_lettered_with_its_reason_and_the_bridge_keeps_going(
     pipeline: Pipeline,
 ) -> None:

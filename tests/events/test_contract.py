@@ -14,6 +14,9 @@ from events.contract import (
     INBOUND_TYPES,
     AcceptedData,
     EscalationRequestedData,
+    ExtensionGrantedData,
+    ExtensionRefusedData,
+    ExtensionRequestedData,
     FeedbackData,
     LifecycleData,
     PausedData,
@@ -32,10 +35,13 @@ from gridflow.domain.lifecycle import (
     Accept,
     EscalationRequestReason,
     Feedback,
+    GrantExtension,
     LifecycleCommand,
     Pause,
     Progress,
+    RefuseExtension,
     RequestEscalation,
+    RequestExtension,
     Resolve,
     Resume,
     Transfer,
@@ -46,13 +52,16 @@ from tests.events.samples import INCIDENT_ID, UNIT_ID, sample_data
 AT = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 
 
-def test_the_contract_knows_the_ten_types_of_the_product_table() -> None:
+def test_the_contract_knows_the_thirteen_types_of_the_product_table() -> None:
     assert INBOUND_TYPES == (
         "gridflow.incident.reported.v1",
         "gridflow.incident.accepted.v1",
         "gridflow.incident.progress.v1",
         "gridflow.incident.escalation_requested.v1",
         "gridflow.incident.transferred.v1",
+        "gridflow.incident.extension_requested.v1",
+        "gridflow.incident.extension_granted.v1",
+        "gridflow.incident.extension_refused.v1",
         "gridflow.incident.paused.v1",
         "gridflow.incident.resumed.v1",
         "gridflow.incident.resolved.v1",
@@ -106,6 +115,18 @@ def test_sample_data_of_every_type_validates_and_knows_its_type(event_type: str)
             Transfer(to_unit="g-08", reason="next grid's", at=AT),
         ),
         (
+            ExtensionRequestedData(incident_id=INCIDENT_ID, unit_id=UNIT_ID, extra="2wd", reason="crane"),
+            RequestExtension(unit_id=UNIT_ID, extra="2wd", reason="crane"),
+        ),
+        (
+            ExtensionGrantedData(incident_id=INCIDENT_ID, unit_id="s-1", note="ok", at=AT),
+            GrantExtension(unit_id="s-1", note="ok", at=AT),
+        ),
+        (
+            ExtensionRefusedData(incident_id=INCIDENT_ID, unit_id="s-1", reason="no", at=AT),
+            RefuseExtension(unit_id="s-1", reason="no", at=AT),
+        ),
+        (
             PausedData(incident_id=INCIDENT_ID, unit_id=UNIT_ID, reason="weather", at=AT),
             Pause(unit_id=UNIT_ID, reason="weather", at=AT),
         ),
@@ -139,6 +160,9 @@ _COMMAND_OF: dict[type[BaseModel], type[BaseModel]] = {
     ProgressData: Progress,
     EscalationRequestedData: RequestEscalation,
     TransferredData: Transfer,
+    ExtensionRequestedData: RequestExtension,
+    ExtensionGrantedData: GrantExtension,
+    ExtensionRefusedData: RefuseExtension,
     PausedData: Pause,
     ResumedData: Resume,
     ResolvedData: Resolve,

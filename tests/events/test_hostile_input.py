@@ -260,6 +260,15 @@ DATA: dict[str, st.SearchStrategy[dict[str, Any]]] = {
     contract.TRANSFERRED: _lifecycle(
         {"to_unit": identifiers, "reason": text(500, 1)}, unit_id=optional(identifiers)
     ),
+    contract.EXTENSION_REQUESTED: _lifecycle(
+        {
+            "unit_id": identifiers,
+            "extra": st.sampled_from(["90s", "15m", "8h", "2d", "1h30m", "1wd", "7wd"]),
+            "reason": text(500, 1),
+        }
+    ),
+    contract.EXTENSION_GRANTED: _lifecycle({"unit_id": identifiers}, note=optional(text(2000))),
+    contract.EXTENSION_REFUSED: _lifecycle({"unit_id": identifiers, "reason": text(500, 1)}),
     contract.PAUSED: _lifecycle({"unit_id": identifiers}, reason=optional(text(500))),
     contract.RESUMED: _lifecycle({"unit_id": identifiers}, reason=optional(text(500))),
     contract.RESOLVED: _lifecycle({"unit_id": identifiers, "resolution": text(2000, 1)}),

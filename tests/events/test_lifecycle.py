@@ -142,6 +142,8 @@ def test_data_is_the_step_with_its_incident_context() -> None:
         "from_level": None,
         "to_level": None,
         "from_unit": None,
+        "actor": None,
+        "extension": None,
         "rating": None,
         "solved": None,
         "outcome": None,

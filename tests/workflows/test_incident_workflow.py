@@ -16,10 +16,12 @@ from gridflow.domain.lifecycle import (
     ClockKind,
     EscalationRequestReason,
     Feedback,
+    GrantExtension,
     IncidentSummary,
     Pause,
     Progress,
     RequestEscalation,
+    RequestExtension,
     Resolve,
     Resume,
     StepKind,
@@ -470,6 +472,36 @@ async def test_a_misdispatched_incident_is_transferred_to_the_right_unit_which_a
     moved = next(step for step in state.timeline if step.kind is StepKind.TRANSFERRED)
     assert (moved.from_unit, moved.unit_id, moved.reason) == ("g-nanjing-07", "g-nanjing-08", transfer.reason)
     assert (state.outcome, state.transfers, state.escalations) == (Outcome.RESOLVED, 1, 0)
+
+
+async def test_the_level_above_grants_an_extension_and_the_resolve_deadline_moves(
+    live_incidents: Incidents,
+) -> None:
+    incidents = live_incidents
+    handle = await incidents.report(make_incident())
+    await incidents.command(handle, IncidentWorkflow.accept, Accept(unit_id="g-nanjing-07"))
+    before = (await incidents.state(handle)).resolve_deadline
+    assert before is not None
+
+    ask = RequestExtension(unit_id="g-nanjing-07", extra="8h", reason="the pole needs a crane")
+    await incidents.command(handle, IncidentWorkflow.request_extension, ask)
+    problem = await refusal(
+        incidents.command(handle, IncidentWorkflow.grant_extension, GrantExtension(unit_id="g-nanjing-07"))
+    )
+    assert "unit g-nanjing-07 does not decide extensions" in problem and "(s-nanjing-east does)" in problem
+    grant = GrantExtension(unit_id="s-nanjing-east", note="book it today")
+    summary = await incidents.command(handle, IncidentWorkflow.grant_extension, grant)
+
+    state = await incidents.state(handle)
+    assert (summary.status, state.extensions, state.extension) == (Status.ACCEPTED, 1, None)
+    assert state.resolve_deadline == before + timedelta(hours=8)
+    assert (await handle.describe()).typed_search_attributes.get(sa.NEXT_DEADLINE) == state.resolve_deadline
+    granted = next(step for step in state.timeline if step.kind is StepKind.EXTENSION_GRANTED)
+    assert (granted.actor, granted.extension, granted.deadline) == (
+        "s-nanjing-east",
+        "8h",
+        state.resolve_deadline,
+    )
 
 
 async def _accept_and_resolve(

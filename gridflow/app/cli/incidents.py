@@ -37,18 +37,21 @@ from gridflow.domain.lifecycle import (
     Accept,
     EscalationRequestReason,
     Feedback,
+    GrantExtension,
     IncidentState,
     IncidentSummary,
     LifecycleCommand,
     Pause,
     Progress,
+    RefuseExtension,
     RequestEscalation,
+    RequestExtension,
     Resolve,
     Resume,
     Transfer,
     Withdraw,
 )
-from gridflow.domain.rules import format_duration, parse_duration
+from gridflow.domain.rules import WorkingDays, format_duration, parse_duration, parse_limit
 from gridflow.domain.step_text import step_details, when
 from workflows import search_attributes as sa
 from workflows.client import incident_state, report_incident, send_command
@@ -397,6 +400,13 @@ def _duration(text: str) -> timedelta:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
+def _limit(text: str) -> timedelta | WorkingDays:
+    try:
+        return parse_limit(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def _instant(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text)
@@ -415,6 +425,9 @@ _BUILDERS: dict[str, Callable[[argparse.Namespace], LifecycleCommand]] = {
     "progress": lambda a: Progress(unit_id=a.unit, note=a.note),
     "escalate": lambda a: RequestEscalation(unit_id=a.unit, reason=a.reason, note=a.note),
     "transfer": lambda a: Transfer(unit_id=a.unit, to_unit=a.to, reason=a.reason),
+    "extend": lambda a: RequestExtension(unit_id=a.unit, extra=a.extra, reason=a.reason),
+    "grant-extension": lambda a: GrantExtension(unit_id=a.unit, note=a.note),
+    "refuse-extension": lambda a: RefuseExtension(unit_id=a.unit, reason=a.reason),
     "pause": lambda a: Pause(unit_id=a.unit, reason=a.reason),
     "resume": lambda a: Resume(unit_id=a.unit),
     "resolve": lambda a: Resolve(unit_id=a.unit, resolution=a.resolution),
@@ -581,6 +594,27 @@ def _add_lifecycle_commands(incident: Any) -> None:
     transfer.add_argument("--to", required=True, metavar="UNIT", help="the unit that takes it over")
     transfer.add_argument("--reason", required=True, help="why it goes there")
     transfer.add_argument("--unit", help="the holding unit, when it moves the incident itself")
+    extend = lifecycle(
+        "extend",
+        "ask for more time to resolve",
+        "The holding unit of an accepted incident asks for more time to resolve, with a reason. The\n"
+        "rule's `extension` says who approves (the level above, or a named unit), how soon they must\n"
+        "decide (undecided: refused), how many extensions an incident may have and how long each.",
+    )
+    extend.add_argument(
+        "--extra", required=True, type=_limit, help="how much more: a duration (8h, 2d) or working days (2wd)"
+    )
+    extend.add_argument("--reason", required=True, help="why it takes longer")
+    lifecycle(
+        "grant-extension",
+        "grant the pending extension",
+        "The approver (--unit) grants the pending extension: the resolve deadline moves by the time asked.",
+    ).add_argument("--note", help="the approver's words")
+    lifecycle(
+        "refuse-extension",
+        "refuse the pending extension",
+        "The approver (--unit) refuses the pending extension: the resolve deadline stays.",
+    ).add_argument("--reason", required=True, help="why not")
     lifecycle(
         "pause", "stop the resolve clock", "Pause the resolve clock (the rule caps the total pause)."
     ).add_argument("--reason", help="what the handler waits for")

@@ -59,6 +59,7 @@ RATE_TITLES = {
     "on_time": "on-time",
     "escalation": "escalation",
     "dispatch_accuracy": "dispatch accuracy",
+    "extension": "extension",
     "grid_containment": "contained at grid",
     "street_containment": "contained at street",
     "district_containment": "contained at district",

@@ -10,16 +10,21 @@ from gridflow.domain.incident import Status
 from gridflow.domain.lifecycle.commands import (
     Accept,
     Feedback,
+    GrantExtension,
     LifecycleCommand,
     Pause,
     Progress,
+    RefuseExtension,
     RequestEscalation,
+    RequestExtension,
     Resolve,
     Resume,
     Transfer,
     Withdraw,
 )
 from gridflow.domain.lifecycle.state import IncidentState
+from gridflow.domain.rules.durations import WorkingDays, format_limit
+from gridflow.domain.rules.model import APPROVER_ABOVE
 
 HANDLING = (Status.ACCEPTED, Status.PAUSED)
 
@@ -37,6 +42,10 @@ def refusal(state: IncidentState, command: LifecycleCommand) -> str | None:
             return _escalation_problem(state, command)
         case Transfer():
             return _transfer_problem(state, command)
+        case RequestExtension():
+            return _extension_request_problem(state, command)
+        case GrantExtension() | RefuseExtension():
+            return _extension_decision_problem(state, command.unit_id)
         case Pause():
             return _pause_problem(state, command)
         case Resume():
@@ -96,6 +105,48 @@ def _transfer_problem(state: IncidentState, command: Transfer) -> str | None:
         return (
             f"incident {state.incident_id} was transferred {state.level_transfers} times at {state.level}, "
             f"the rule's limit: pass it up instead"
+        )
+    return None
+
+
+def _extension_request_problem(state: IncidentState, command: RequestExtension) -> str | None:
+    if problem := _holder_problem(state, command.unit_id, "extend", (Status.ACCEPTED,)):
+        return problem
+    assert state.rule is not None and state.level is not None and state.resolve_clock is not None
+    policy, name = state.rule.rule.extension, state.incident_id
+    if state.extension is not None:
+        return f"incident {name} already has an extension request waiting for {state.extension.approver}"
+    if state.extensions >= policy.max_count:
+        return f"incident {name} has had the {policy.max_count} extension(s) its rule allows"
+    if state.resolve_clock.breached:
+        return f"incident {name} is past its resolve limit: too late to extend it"
+    rule, levels = state.rule.rule, state.rule.rule.levels
+    if rule.extension.approver == APPROVER_ABOVE and state.level_index + 1 >= len(levels):
+        return f"incident {name} is at the top level ({state.level}): nobody above approves an extension"
+    if isinstance(command.extra, WorkingDays) and rule.calendar_for(state.level) is None:
+        return (
+            f"incident {name}: its clocks run on the wall clock, so ask in hours or days, not {command.extra}"
+        )
+    start = state.resolve_clock.deadline
+    asked = state.rule.working_time(state.level, command.extra, start)
+    if asked > state.rule.working_time(state.level, policy.max_extra, start):
+        return (
+            f"incident {name}: {format_limit(command.extra)} is more than one extension may add "
+            f"({format_limit(policy.max_extra)})"
+        )
+    return None
+
+
+def _extension_decision_problem(state: IncidentState, unit_id: str) -> str | None:
+    if problem := _closed_problem(state):
+        return problem
+    pending = state.extension
+    if pending is None:
+        return f"incident {state.incident_id} has no extension request to decide"
+    if unit_id != pending.approver:
+        return (
+            f"unit {unit_id} does not decide extensions of incident {state.incident_id} "
+            f"({pending.approver} does)"
         )
     return None
 

@@ -83,6 +83,13 @@ class Clock(BaseModel):
         self.started_at = at
         self._plan(warn_at, sla)
 
+    def extend(self, extra: timedelta, warn_at: list[float], sla: SlaClock) -> None:
+        """Give the clock `extra` more counted time; the deadline and the warnings not yet given move.
+        A paused clock plans them when it resumes."""
+        self.limit += extra
+        if self.paused_since is None:
+            self._plan(warn_at, sla)
+
     def warning_due(self) -> tuple[float, datetime] | None:
         """The next warning this clock has not yet given, and when it is due; None while paused."""
         if self.paused_since is not None or self.breached:

@@ -8,6 +8,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 from gridflow.domain.incident import Identifier, Rating
+from gridflow.domain.rules.durations import Limit
 
 
 class _Command(BaseModel):
@@ -65,6 +66,25 @@ class Transfer(_Command):
     reason: str = Field(min_length=1, max_length=500)
 
 
+class RequestExtension(_UnitCommand):
+    """The holding unit asks for more time to resolve (`extra`: a duration or working days)."""
+
+    extra: Limit
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class GrantExtension(_UnitCommand):
+    """The approver (`unit_id`) grants the pending extension: the resolve deadline moves."""
+
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class RefuseExtension(_UnitCommand):
+    """The approver (`unit_id`) refuses the pending extension: the resolve deadline stays."""
+
+    reason: str = Field(min_length=1, max_length=500)
+
+
 class Resolve(_UnitCommand):
     """The holding unit reports the incident solved; the resident is asked for feedback."""
 
@@ -87,5 +107,16 @@ class Withdraw(_Command):
 
 
 LifecycleCommand = (
-    Accept | Progress | RequestEscalation | Transfer | Pause | Resume | Resolve | Feedback | Withdraw
+    Accept
+    | Progress
+    | RequestEscalation
+    | Transfer
+    | RequestExtension
+    | GrantExtension
+    | RefuseExtension
+    | Pause
+    | Resume
+    | Resolve
+    | Feedback
+    | Withdraw
 )

@@ -10,7 +10,17 @@ from pydantic import BaseModel, Field
 from gridflow.domain.incident import Outcome, Priority, Rating, Status
 from gridflow.domain.lifecycle.clock import Clock
 from gridflow.domain.lifecycle.timeline import Step
+from gridflow.domain.rules.durations import Limit
 from gridflow.domain.rules.model import RuleSnapshot
+
+
+class PendingExtension(BaseModel):
+    """A holder's request for more time, waiting for its approver."""
+
+    extra: Limit
+    approver: str
+    requested_at: datetime
+    decide_by: datetime  # undecided by then: refused
 
 
 class IncidentState(BaseModel):
@@ -32,6 +42,8 @@ class IncidentState(BaseModel):
     level_since: datetime | None = None  # when the incident first reached its current level
     level_transfers: int = 0  # transfers at the current level
     transfers: int = 0
+    extension: PendingExtension | None = None  # a request waiting for its approver
+    extensions: int = 0  # granted
     accept_clock: Clock | None = None
     resolve_clock: Clock | None = None
     feedback_deadline: datetime | None = None
@@ -114,6 +126,8 @@ class IncidentState(BaseModel):
                 candidates.append(breach)
         if (cap := self.pause_cap_at()) is not None:
             candidates.append(cap)
+        if self.extension is not None:
+            candidates.append(self.extension.decide_by)
         if self.status is Status.RESOLVED and self.feedback_deadline is not None:
             candidates.append(self.feedback_deadline)
         if self.reminding and self.next_reminder_at is not None:

@@ -21,6 +21,9 @@ class StepKind(StrEnum):
     SLA_BREACHED = "sla_breached"
     ESCALATED = "escalated"
     TRANSFERRED = "transferred"  # moved to another unit at the same level (a dispatch corrected)
+    EXTENSION_REQUESTED = "extension_requested"  # the holder asks for more time to resolve
+    EXTENSION_GRANTED = "extension_granted"  # the resolve deadline moves
+    EXTENSION_REFUSED = "extension_refused"  # refused, undecided in time, or lapsed
     OVERDUE = "overdue"
     OVERDUE_REMINDER = "overdue_reminder"
     ACCEPTED = "accepted"
@@ -51,6 +54,8 @@ class Step(BaseModel):
     from_level: str | None = None
     to_level: str | None = None
     from_unit: str | None = None  # transferred: the unit that held the incident before
+    actor: str | None = None  # extension decided: the approver (the holder is `unit_id`)
+    extension: str | None = None  # extension steps: the extra time asked for (`8h`, `2wd`)
     rating: Rating | None = None
     solved: bool | None = None  # feedback: whether the resident says the problem was solved, if asked
     outcome: Outcome | None = None

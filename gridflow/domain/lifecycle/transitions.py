@@ -16,19 +16,22 @@ from gridflow.domain.lifecycle.clock import Clock, ClockKind
 from gridflow.domain.lifecycle.commands import (
     Accept,
     Feedback,
+    GrantExtension,
     LifecycleCommand,
     Pause,
     Progress,
+    RefuseExtension,
     RequestEscalation,
+    RequestExtension,
     Resolve,
     Resume,
     Transfer,
     Withdraw,
 )
-from gridflow.domain.lifecycle.state import IncidentState
+from gridflow.domain.lifecycle.state import IncidentState, PendingExtension
 from gridflow.domain.lifecycle.timeline import Step, StepKind
 from gridflow.domain.rules.calendar import SlaClock
-from gridflow.domain.rules.durations import WorkingDays
+from gridflow.domain.rules.durations import WorkingDays, format_limit
 from gridflow.domain.rules.model import OnUnsatisfied, Rule, RuleSnapshot, TransferClocks
 
 
@@ -99,6 +102,12 @@ def apply(state: IncidentState, incident: Incident, command: LifecycleCommand, n
             _escalate(state, incident, reason, now, note=command.note, event_at=command.at)
         case Transfer():
             _transfer(state, incident, command, now)
+        case RequestExtension():
+            _request_extension(state, incident, command, now)
+        case GrantExtension():
+            _grant_extension(state, command, now)
+        case RefuseExtension():
+            _end_extension(state, now, command.reason, actor=command.unit_id, event_at=command.at)
         case Pause():
             _pause(state, command, now)
         case Resume():
@@ -154,6 +163,7 @@ def _dispatch(
     """Send the incident to the unit of a level (a transfer names the unit: same level, another one)."""
     rule = _rule(state)
     assert state.rule is not None
+    _end_extension(state, now, "lapsed")  # a request is for the holder that made it, at its level
     level = rule.levels[index]
     arriving = to_unit is None
     if arriving:  # a new level, or back to one after a reopen: the level's clocks start afresh
@@ -180,6 +190,70 @@ def _dispatch(
     for department in state.rule.notified_units(level, incident):
         # The "whistle": other departments hear of the incident when it reaches this level.
         _record(state, now, StepKind.NOTIFIED, unit_id=department, reason="level_reached")
+
+
+def _request_extension(
+    state: IncidentState, incident: Incident, command: RequestExtension, now: datetime
+) -> None:
+    assert state.rule is not None and state.level is not None
+    approver = state.rule.approver_for(state.level, incident)
+    assert approver is not None, "checks refuse a request nobody can decide"
+    decide_by = now + state.rule.rule.extension.decide_within
+    state.extension = PendingExtension(
+        extra=command.extra, approver=approver, requested_at=now, decide_by=decide_by
+    )
+    _record(
+        state,
+        now,
+        StepKind.EXTENSION_REQUESTED,
+        reason=command.reason,
+        extension=format_limit(command.extra),
+        deadline=decide_by,
+        event_at=command.at,
+    )
+
+
+def _grant_extension(state: IncidentState, command: GrantExtension, now: datetime) -> None:
+    pending, clock = state.extension, state.resolve_clock
+    assert pending is not None and clock is not None and state.rule is not None and state.level is not None
+    # Working days are counted on from the deadline they extend: 2wd moves Friday 18:00 to Tuesday's.
+    extra = state.rule.working_time(state.level, pending.extra, clock.deadline)
+    clock.extend(extra, _rule(state).warn_at_for(state.level), _sla(state))
+    state.extension, state.extensions = None, state.extensions + 1
+    _record(
+        state,
+        now,
+        StepKind.EXTENSION_GRANTED,
+        actor=command.unit_id,
+        extension=format_limit(pending.extra),
+        deadline=state.resolve_deadline,
+        note=command.note,
+        event_at=command.at,
+    )
+
+
+def _end_extension(
+    state: IncidentState,
+    now: datetime,
+    reason: str,
+    *,
+    actor: str | None = None,
+    event_at: datetime | None = None,
+) -> None:
+    """The pending request ends without more time: refused, undecided in time, or lapsed."""
+    pending = state.extension
+    if pending is None:
+        return
+    state.extension = None
+    _record(
+        state,
+        now,
+        StepKind.EXTENSION_REFUSED,
+        actor=actor,
+        reason=reason,
+        extension=format_limit(pending.extra),
+        event_at=event_at,
+    )
 
 
 def _transfer(state: IncidentState, incident: Incident, command: Transfer, now: datetime) -> None:
@@ -234,7 +308,8 @@ def _escalate(
 
 
 def _fire_one(state: IncidentState, incident: Incident, now: datetime) -> None:
-    """Fire the earliest thing due (on a tie: warning, breach, pause cap, feedback window, reminder)."""
+    """Fire the earliest thing due (on a tie: warning, breach, pause cap, undecided extension, feedback
+    window, reminder)."""
     rule = _rule(state)
     clock = state.running_clock
     due: list[tuple[datetime, int]] = []
@@ -245,10 +320,12 @@ def _fire_one(state: IncidentState, incident: Incident, now: datetime) -> None:
             due.append((breach, 1))
     if (cap := state.pause_cap_at()) is not None:
         due.append((cap, 2))
+    if state.extension is not None:
+        due.append((state.extension.decide_by, 3))
     if state.status is Status.RESOLVED and state.feedback_deadline is not None:
-        due.append((state.feedback_deadline, 3))
+        due.append((state.feedback_deadline, 4))
     if state.reminding and state.next_reminder_at is not None:
-        due.append((state.next_reminder_at, 4))
+        due.append((state.next_reminder_at, 5))
     at, what = min(due)
     assert at <= now, "nothing is due yet"
     if what == 0:
@@ -272,6 +349,8 @@ def _fire_one(state: IncidentState, incident: Incident, now: datetime) -> None:
         _end_pause(state, now, until=at)
         _record(state, now, StepKind.RESUMED, reason="pause_cap_reached", deadline=state.resolve_deadline)
     elif what == 3:
+        _end_extension(state, now, "undecided")  # the approver did not answer in time: no more time
+    elif what == 4:
         _close(state, now, Outcome.RESOLVED_UNRATED, reason="no_feedback")
     else:
         _record(state, now, StepKind.OVERDUE_REMINDER)
@@ -325,6 +404,7 @@ def _end_pause(state: IncidentState, now: datetime, until: datetime | None = Non
 
 
 def _resolve(state: IncidentState, command: Resolve, now: datetime) -> None:
+    _end_extension(state, now, "lapsed")  # done without the time asked for
     if state.status is Status.PAUSED:
         _end_pause(state, now)
     assert state.resolve_clock is not None
@@ -394,6 +474,7 @@ def _close(
     reason: str | None = None,
     event_at: datetime | None = None,
 ) -> None:
+    _end_extension(state, now, "lapsed")
     clock = state.resolve_clock
     if state.status is Status.PAUSED and clock is not None and clock.paused_since is not None:
         state.paused_total += now - clock.paused_since  # a pause running at withdrawal still counts

@@ -55,6 +55,8 @@ COUNT_FIELDS: Final = {
     "reported": "incidents",
     "dispatches": "dispatches",
     "transfers": "transfers",
+    "extension_requests": "extension_requests",
+    "extensions_granted": "extensions_granted",
     "accepted_in_time": "accepted_in_time",
     "accept_breaches": "accept_breaches",
     "sla_breaches": "sla_breaches",

@@ -18,6 +18,7 @@ from gridflow.domain.rules.loader import (
     parse_rule_set,
 )
 from gridflow.domain.rules.model import (
+    ExtensionPolicy,
     FeedbackPolicy,
     LevelLimits,
     Match,
@@ -33,6 +34,7 @@ __all__ = [
     "WALL_CLOCK",
     "BusinessCalendar",
     "Duration",
+    "ExtensionPolicy",
     "FeedbackPolicy",
     "LevelLimits",
     "Limit",

@@ -152,6 +152,26 @@ class TransferPolicy(BaseModel):
     max_per_level: int = Field(default=3, ge=0, le=20)
 
 
+#: An extension's approver written as this: the unit of the next level up.
+APPROVER_ABOVE = "above"
+
+
+class ExtensionPolicy(BaseModel):
+    """Who may give a holder more time to resolve, how fast, how often and how much."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    approver: UnitTemplate = APPROVER_ABOVE  # `above`, or a unit template (`supervision-{district_id}`)
+    decide_within: Duration = timedelta(hours=4)  # undecided by then: refused
+    max_count: int = Field(default=1, ge=0, le=10)  # extensions granted per incident; 0: none
+    max_extra: Limit = timedelta(hours=72)  # the most one extension may add
+
+    @field_validator("approver")
+    @classmethod
+    def _known_fields(cls, value: str) -> str:
+        return value if value == APPROVER_ABOVE else _checked_template(value)
+
+
 class Match(BaseModel):
     """Which incidents a rule is for; an absent field matches anything."""
 
@@ -221,6 +241,7 @@ class Rule(BaseModel):
     calendar: Name | None = None  # a calendar of the rules file; None: wall-clock time
     feedback: FeedbackPolicy = FeedbackPolicy()
     transfer: TransferPolicy = TransferPolicy()
+    extension: ExtensionPolicy = ExtensionPolicy()
 
     @field_validator("warn_at", mode="before")
     @classmethod
@@ -302,6 +323,12 @@ class RuleSet(BaseModel):
                     raise ValueError(
                         f"rule {rule.name!r}, level {level!r}: unknown calendar {calendar!r} "
                         f"(calendars: {known}; define it under `calendars:`)"
+                    )
+                extra = rule.extension.max_extra
+                if isinstance(extra, WorkingDays) and calendar is None:
+                    raise ValueError(
+                        f"rule {rule.name!r}, level {level!r}: the extension's max_extra "
+                        f"{format_limit(extra)} counts working days, which needs a calendar"
                     )
                 for clock in ("accept", "resolve"):
                     limit = getattr(rule.limits(level), clock)
@@ -396,6 +423,15 @@ class RuleSnapshot(BaseModel):
     def unit_for(self, level: str, incident: Incident) -> str:
         """The id of the unit that handles the incident at a level of this rule."""
         return fill_unit(self.units.get(level) or DEFAULT_UNITS[level], incident)
+
+    def approver_for(self, level: str, incident: Incident) -> str | None:
+        """The unit that decides a holder's extension request at a level (None: nobody is above)."""
+        template = self.rule.extension.approver
+        if template != APPROVER_ABOVE:
+            return fill_unit(template, incident)
+        levels = self.rule.levels
+        index = levels.index(level)
+        return self.unit_for(levels[index + 1], incident) if index + 1 < len(levels) else None
 
     def notified_units(self, level: str, incident: Incident) -> list[str]:
         """Extra departments told when the incident reaches a level (the whistle)."""

@@ -13,15 +13,18 @@ from gridflow.domain.lifecycle import (
     Accept,
     EscalationRequestReason,
     Feedback,
+    GrantExtension,
     IncidentState,
     LifecycleCommand,
+    RefuseExtension,
     RequestEscalation,
+    RequestExtension,
     Resolve,
     StepKind,
     Transfer,
     Withdraw,
 )
-from gridflow.domain.rules.durations import Delay
+from gridflow.domain.rules.durations import Delay, Limit, format_limit
 
 # How long after its report a simulated incident is followed; one still open then stays open.
 HORIZON = timedelta(days=30)
@@ -39,6 +42,17 @@ AcceptAfter = Annotated[
 ]
 
 
+class SimulatedExtension(BaseModel):
+    """A holder who asks once for more time, `after` accepting, and how its approver answers."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    extra: Limit
+    after: Delay = timedelta(hours=1)
+    decision: Literal["grant", "refuse"] | None = "grant"  # None: the approver never answers
+    decide_after: Delay = timedelta(minutes=30)
+
+
 class Behaviour(BaseModel):
     """How the handlers and the resident of one incident behave.
 
@@ -49,6 +63,8 @@ class Behaviour(BaseModel):
     resident says the problem was solved); when they run out the question is not asked.
     `transfer_to` names, per level, the unit a misdispatched incident belongs to: the unit it is
     dispatched to passes it there (a transfer) when it would have accepted, and that unit accepts.
+    With `extension`, the first holder to accept asks for more time once; it resolves after
+    `resolve_after` all the same, so an extension is what keeps a slow resolution in time.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -59,6 +75,7 @@ class Behaviour(BaseModel):
     ratings: list[Rating] = Field(default_factory=lambda: [Rating.SATISFIED])
     solved: list[bool] = Field(default_factory=list)
     transfer_to: dict[str, Identifier] = Field(default_factory=dict)
+    extension: SimulatedExtension | None = None
     feedback_after: Delay = timedelta(hours=2)
     withdraw_after: Delay | None = None
 
@@ -89,7 +106,17 @@ class HandlerPlan(BaseModel):
     resolution: timedelta | None = None  # see gridflow.domain.lifecycle.resolution
 
 
-ActionKind = Literal["accept", "escalate", "transfer", "resolve", "feedback", "withdraw"]
+ActionKind = Literal[
+    "accept",
+    "escalate",
+    "transfer",
+    "request_extension",
+    "grant_extension",
+    "refuse_extension",
+    "resolve",
+    "feedback",
+    "withdraw",
+]
 
 
 class Action(BaseModel):
@@ -102,6 +129,7 @@ class Action(BaseModel):
     rating: Rating | None = None
     solved: bool | None = None
     to_unit: str | None = None
+    extra: str | None = None  # request_extension: the time asked for, as written
 
     def command(self) -> LifecycleCommand:
         """The lifecycle command this action sends."""
@@ -112,6 +140,13 @@ class Action(BaseModel):
         if self.kind == "transfer":
             assert self.to_unit is not None
             return Transfer(unit_id=self.unit_id, to_unit=self.to_unit, reason="simulated: not this unit's")
+        if self.kind == "request_extension":
+            assert self.extra is not None
+            return RequestExtension(unit_id=self.unit_id or "", extra=self.extra, reason="simulated")
+        if self.kind == "grant_extension":
+            return GrantExtension(unit_id=self.unit_id or "")
+        if self.kind == "refuse_extension":
+            return RefuseExtension(unit_id=self.unit_id or "", reason="simulated refusal")
         if self.kind == "resolve":
             return Resolve(unit_id=self.unit_id or "", resolution="simulated resolution")
         if self.kind == "feedback":
@@ -127,8 +162,9 @@ def _action(
     rating: Rating | None = None,
     solved: bool | None = None,
     to_unit: str | None = None,
+    extra: str | None = None,
 ) -> Action:
-    return Action(kind=kind, unit_id=unit_id, rating=rating, solved=solved, to_unit=to_unit)
+    return Action(kind=kind, unit_id=unit_id, rating=rating, solved=solved, to_unit=to_unit, extra=extra)
 
 
 def _last(state: IncidentState, kind: StepKind) -> datetime | None:
@@ -136,6 +172,26 @@ def _last(state: IncidentState, kind: StepKind) -> datetime | None:
         if step.kind is kind:
             return step.at
     return None
+
+
+def _extension_action(
+    behaviour: Behaviour, state: IncidentState, accepted: datetime
+) -> tuple[Action, datetime] | None:
+    """The holder's one request for more time, or the approver's answer to it."""
+    wish = behaviour.extension
+    if wish is None:
+        return None
+    pending = state.extension
+    if pending is not None:
+        if wish.decision is None:
+            return None
+        kind: ActionKind = "grant_extension" if wish.decision == "grant" else "refuse_extension"
+        return _action(kind, pending.approver), pending.requested_at + wish.decide_after
+    if any(step.kind is StepKind.EXTENSION_REQUESTED for step in state.timeline):
+        return None
+    return _action(
+        "request_extension", state.holder_unit, extra=format_limit(wish.extra)
+    ), accepted + wish.after
 
 
 def next_action(behaviour: Behaviour, state: IncidentState) -> tuple[Action, datetime] | None:
@@ -165,6 +221,10 @@ def next_action(behaviour: Behaviour, state: IncidentState) -> tuple[Action, dat
         accepted = _last(state, StepKind.ACCEPTED)
         assert accepted is not None
         chosen = (_action("resolve", unit), accepted + behaviour.resolve_after)
+        if (extending := _extension_action(behaviour, state, accepted)) is not None and extending[1] < chosen[
+            1
+        ]:
+            chosen = extending
     elif status is Status.RESOLVED:
         rated = sum(step.kind is StepKind.FEEDBACK for step in state.timeline)
         if rated < len(behaviour.ratings):

@@ -223,6 +223,7 @@ RATES: list[tuple[str, Callable[[RateReport], float | None]]] = [
     ("on_time", lambda r: r.on_time_rate),
     ("escalation", lambda r: r.escalation_rate),
     ("dispatch_accuracy", lambda r: r.dispatch_accuracy_rate),
+    ("extension", lambda r: r.extension_rate),
 ]
 
 

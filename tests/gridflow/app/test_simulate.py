@@ -14,7 +14,7 @@ from gridflow.domain.lifecycle import IncidentState
 from gridflow.domain.rates import RateReport, rate_report
 from gridflow.domain.rules import builtin_rule_set, parse_rule_set
 from gridflow.domain.simulation.generator import generate
-from gridflow.domain.simulation.model import Behaviour, SimulatedIncident
+from gridflow.domain.simulation.model import Behaviour, SimulatedExtension, SimulatedIncident
 from gridflow.domain.simulation.results import format_simulation, write_json
 from gridflow.domain.simulation.stream import StreamError, load_stream
 from tests.conftest import make_incident
@@ -175,6 +175,37 @@ async def test_the_temporal_engine_transfers_the_misdispatch_too() -> None:
     simulation = await simulate_temporal(misdispatched_once(), [("built-in", builtin_rule_set())])
 
     assert_transferred_once(simulation.results[0].report)
+
+
+def extended_once(decision: str | None) -> list[SimulatedIncident]:
+    """A grid holder that needs 30h, past its 24h resolve limit, and asks for 8h more after an hour."""
+    extension = SimulatedExtension(extra="8h", decision=decision)
+    behaviour = Behaviour(
+        accept_after=timedelta(minutes=30), resolve_after=timedelta(hours=30), extension=extension
+    )
+    incident = make_incident(incident_id="hand-extended").model_copy(update={"reported_at": START})
+    return [SimulatedIncident(incident=incident, behaviour=behaviour)]
+
+
+def test_a_granted_extension_keeps_a_slow_simulated_resolution_in_time_and_a_refused_one_does_not(
+    tmp_path: Path,
+) -> None:
+    rules = [("built-in", builtin_rule_set())]
+    granted = simulate_discrete(write(tmp_path, extended_once("grant"), "granted.jsonl"), rules)
+    refused = simulate_discrete(write(tmp_path, extended_once("refuse"), "refused.jsonl"), rules)
+
+    kept, missed = granted.results[0].report, refused.results[0].report
+    assert (kept.extension_requests, kept.extensions_granted, kept.extension_rate) == (1, 1, 1.0)
+    assert (kept.escalations, kept.on_time_rate) == (0, 1.0)
+    assert (missed.extension_requests, missed.extensions_granted, missed.escalations) == (1, 0, 1)
+    assert "extension rate" in format_simulation(granted)
+
+
+async def test_the_temporal_engine_grants_the_simulated_extension_too() -> None:
+    simulation = await simulate_temporal(extended_once("grant"), [("built-in", builtin_rule_set())])
+
+    report = simulation.results[0].report
+    assert (report.extensions_granted, report.escalations, report.on_time_rate) == (1, 0, 1.0)
 
 
 STRICT = """

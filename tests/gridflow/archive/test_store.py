@@ -33,7 +33,7 @@ README_TABLES = {
     "incident_steps": [
         "event_id", "incident_id", "seq", "kind", "at", "level", "unit_id", "status", "reason", "clock",
         "fraction", "deadline", "within_limit", "from_level", "to_level", "rating", "outcome",
-        "elapsed_seconds", "escalations", "event_at", "has_note", "solved", "from_unit",
+        "elapsed_seconds", "escalations", "event_at", "has_note", "solved", "from_unit", "actor", "extension",
     ],
     "incidents": [
         "incident_id", "category", "priority", "district_id", "street_id", "rule_name", "rules_version",

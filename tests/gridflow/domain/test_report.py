@@ -270,6 +270,8 @@ def test_huangpu_in_november_counts_and_rates_as_worked_out_by_hand(by_district:
         "reported": 2,  # H1, H2 (O1 was reported in October)
         "dispatches": 4,  # H1 grid; H2 grid, street, street again after the reopen
         "transfers": 0,
+        "extension_requests": 0,
+        "extensions_granted": 0,
         "accepted_in_time": 3,  # H1 grid; H2 street twice
         "accept_breaches": 1,  # H2's grid
         "sla_breaches": 1,
@@ -295,6 +297,7 @@ def test_huangpu_in_november_counts_and_rates_as_worked_out_by_hand(by_district:
             "on_time": 3 / 3,
             "escalation": 1 / 3,
             "dispatch_accuracy": 4 / 4,
+            "extension": 0 / 3,
             "grid_containment": 2 / 3,  # O1, H1 at grid; H2 at street
             "street_containment": 3 / 3,
             "district_containment": 3 / 3,
@@ -324,6 +327,7 @@ def test_jingan_in_november_has_no_rating_so_its_score_weighs_response_and_resol
             "on_time": 2 / 2,
             "escalation": 1 / 2,
             "dispatch_accuracy": 4 / 4,
+            "extension": 0 / 2,
             "grid_containment": 0 / 1,  # J1 was resolved at street; J2 withdrawn is no resolution
             "street_containment": 1 / 1,
             "district_containment": 1 / 1,
@@ -349,6 +353,7 @@ def test_all_of_november_together(by_district: PeriodReport) -> None:
             "on_time": 5 / 5,
             "escalation": 2 / 5,
             "dispatch_accuracy": 8 / 8,
+            "extension": 0 / 5,
             "grid_containment": 2 / 4,
             "street_containment": 4 / 4,
             "district_containment": 4 / 4,

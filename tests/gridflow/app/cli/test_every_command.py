@@ -48,6 +48,7 @@ ARCHIVE_FILE = ".gridflow/archive.db"  # the archive by default, in the working 
 INCIDENT_FILE = str(ROOT / "examples" / "incident-lamp.json")
 INCIDENT = "inc-2026-000042"  # the example's id
 UNIT = "g-nanjing-07"  # its grid unit, which holds it first
+STREET = "s-nanjing-east"  # its street unit: the level above, which approves extensions
 KEYS = f"k1:{generate_key()}"
 
 
@@ -83,6 +84,15 @@ COMMANDS: dict[str, Command] = {
     "incident transfer": Command(  # closed by then: refused
         (INCIDENT, "--to", "g-other", "--reason", "misdispatched"), (TEMPORAL,), EXIT_REFUSED, payloads=True
     ),
+    "incident extend": Command(  # accepted: the level above approves
+        (INCIDENT, "--unit", UNIT, "--extra", "8h", "--reason", "crane"), (TEMPORAL,), payloads=True
+    ),
+    "incident grant-extension": Command(  # by the grid's own unit: not the approver, refused
+        (INCIDENT, "--unit", UNIT), (TEMPORAL,), EXIT_REFUSED, payloads=True
+    ),
+    "incident refuse-extension": Command(
+        (INCIDENT, "--unit", STREET, "--reason", "not now"), (TEMPORAL,), payloads=True
+    ),
     "incident pause": Command((INCIDENT, "--unit", UNIT), (TEMPORAL,), payloads=True),
     "incident resume": Command(  # not paused
         (INCIDENT, "--unit", UNIT), (TEMPORAL,), EXIT_REFUSED, payloads=True
@@ -114,6 +124,9 @@ CHAIN = (
     "incident resume",
     "incident accept",
     "incident progress",
+    "incident extend",
+    "incident grant-extension",
+    "incident refuse-extension",
     "incident pause",
     "incident resolve",
     "incident feedback",

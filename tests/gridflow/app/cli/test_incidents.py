@@ -263,6 +263,32 @@ async def test_the_dispatch_centre_transfers_an_incident_to_the_right_unit(
     assert " transferred " in out and "from g-nanjing-07" in out and "reason=the next grid's lamp" in out
 
 
+async def test_a_holder_asks_for_more_time_and_the_street_refuses_it(
+    server: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    incident = make_incident()
+    (tmp_path / "i.json").write_text(incident.model_dump_json(), encoding="utf-8")
+    assert (await gridflow(capsys, "incident", "report", str(tmp_path / "i.json"), *server))[0] == 0
+    grid = ("--unit", incident.location.grid_id)
+    assert (await gridflow(capsys, "incident", "accept", incident.incident_id, *grid, *server))[0] == 0
+
+    ask = ("extend", incident.incident_id, *grid, "--extra", "8h", "--reason", "crane")
+    code, out, err = await gridflow(capsys, "incident", *ask, *server)
+    assert code == 0, err
+    code, _, err = await gridflow(capsys, "incident", *ask, *server)
+    assert code == 2 and "already has an extension request waiting for s-nanjing-east" in err
+    no = ("refuse-extension", incident.incident_id, "--unit", "s-nanjing-east", "--reason", "ladder")
+    assert (await gridflow(capsys, "incident", *no, *server))[0] == 0
+    code, out, _ = await gridflow(capsys, "incident", "show", incident.incident_id, *server)
+    assert " extension_requested " in out and "8h more" in out
+    assert " extension_refused " in out and "by s-nanjing-east" in out and "reason=ladder" in out
+    with pytest.raises(SystemExit):
+        await gridflow(
+            capsys, "incident", "extend", incident.incident_id, *grid, "--extra=soon", "--reason=x"
+        )
+    assert "'soon' is not a limit" in capsys.readouterr().err
+
+
 async def test_a_missing_incident_is_a_clear_error(
     server: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:

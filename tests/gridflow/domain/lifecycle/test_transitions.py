@@ -19,11 +19,14 @@ from gridflow.domain.lifecycle import (
     ClockKind,
     EscalationRequestReason,
     Feedback,
+    GrantExtension,
     IncidentState,
     Pause,
     Progress,
     Refused,
+    RefuseExtension,
     RequestEscalation,
+    RequestExtension,
     Resolve,
     Resume,
     Step,
@@ -1701,3 +1704,131 @@ def test_transfers_stop_at_the_rules_limit_per_level_and_paused_incidents_are_no
     apply(state, incident, Pause(unit_id=RIGHT_DEPARTMENT, reason="parts"), T0 + 4 * MINUTE)
     with pytest.raises(Refused, match="it is paused, not dispatched or accepted"):
         apply(state, incident, Transfer(to_unit=GRID, reason="x"), T0 + 5 * MINUTE)
+
+
+# ---------------------------------------------------------------------- extensions
+
+EXTENSIONS = """
+version: extension-1
+rules:
+  - name: extending
+    ladder:
+      grid:   {accept: 2h, resolve: 1d}
+      street: {accept: 4h, resolve: 2d}
+    extension: {approver: above, decide_within: 2h, max_count: 1, max_extra: 12h}
+"""
+
+
+def extending() -> tuple[Incident, IncidentState]:
+    """An incident on the `extending` rule, accepted at the grid an hour after its report."""
+    incident = normal()
+    state = begin(incident, parse_rule_set(EXTENSIONS, "extension.yaml"))
+    apply(state, incident, Accept(unit_id=GRID), T0 + HOUR)
+    return incident, state
+
+
+def test_a_granted_extension_moves_the_resolve_deadline_by_the_time_asked_for() -> None:
+    incident, state = extending()
+    assert state.resolve_deadline == T0 + 25 * HOUR
+
+    asked = apply(state, incident, RequestExtension(unit_id=GRID, extra="8h", reason="parts"), T0 + 2 * HOUR)
+    granted = apply(state, incident, GrantExtension(unit_id=STREET, note="fine"), T0 + 3 * HOUR)
+
+    assert asked == [
+        Step(
+            seq=4,
+            kind=StepKind.EXTENSION_REQUESTED,
+            at=T0 + 2 * HOUR,
+            level="grid",
+            unit_id=GRID,
+            status=Status.ACCEPTED,
+            reason="parts",
+            extension="8h",
+            deadline=T0 + 4 * HOUR,  # the approver has 2h to decide
+        )
+    ]
+    assert granted == [
+        Step(
+            seq=5,
+            kind=StepKind.EXTENSION_GRANTED,
+            at=T0 + 3 * HOUR,
+            level="grid",
+            unit_id=GRID,
+            status=Status.ACCEPTED,
+            actor=STREET,  # the level above approves
+            extension="8h",
+            deadline=T0 + 33 * HOUR,
+            note="fine",
+        )
+    ]
+    assert (state.resolve_deadline, state.extensions, state.extension) == (T0 + 33 * HOUR, 1, None)
+
+
+def test_a_refused_or_undecided_extension_leaves_the_deadline_where_it_was() -> None:
+    incident, state = extending()
+    apply(state, incident, RequestExtension(unit_id=GRID, extra="8h", reason="parts"), T0 + 2 * HOUR)
+    refused = apply(state, incident, RefuseExtension(unit_id=STREET, reason="do it today"), T0 + 3 * HOUR)
+    assert [(s.kind, s.actor, s.reason) for s in refused] == [
+        (StepKind.EXTENSION_REFUSED, STREET, "do it today")
+    ]
+    assert (state.resolve_deadline, state.extensions) == (T0 + 25 * HOUR, 0)
+
+    apply(state, incident, RequestExtension(unit_id=GRID, extra="4h", reason="still parts"), T0 + 4 * HOUR)
+    fired = run_until(state, incident, T0 + 6 * HOUR)  # nobody answers within 2h
+    assert [(s.kind, s.reason, s.at) for s in fired] == [
+        (StepKind.EXTENSION_REFUSED, "undecided", T0 + 6 * HOUR)
+    ]
+    assert (state.resolve_deadline, state.extension) == (T0 + 25 * HOUR, None)
+
+
+def test_a_pending_extension_lapses_when_the_incident_is_resolved_or_moves_on() -> None:
+    incident, state = extending()
+    apply(state, incident, RequestExtension(unit_id=GRID, extra="8h", reason="parts"), T0 + 2 * HOUR)
+
+    steps = apply(state, incident, Resolve(unit_id=GRID, resolution="done anyway"), T0 + 3 * HOUR)
+
+    assert [(s.kind, s.reason) for s in steps] == [
+        (StepKind.EXTENSION_REFUSED, "lapsed"),
+        (StepKind.RESOLVED, None),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("command", "reason"),
+    [
+        (
+            RequestExtension(unit_id=GRID, extra="13h", reason="x"),
+            r"13h is more than one extension may add \(12h\)",
+        ),
+        (RequestExtension(unit_id=STREET, extra="1h", reason="x"), "unit s-nanjing-east does not hold"),
+        (GrantExtension(unit_id=STREET), "has no extension request to decide"),
+        (RequestExtension(unit_id=GRID, extra="1wd", reason="x"), "ask in hours or days, not 1wd"),
+    ],
+)
+def test_extension_requests_and_decisions_the_rule_does_not_allow_are_refused(
+    command: RequestExtension | GrantExtension, reason: str
+) -> None:
+    incident, state = extending()
+    with pytest.raises(Refused, match=reason):
+        apply(state, incident, command, T0 + 2 * HOUR)
+
+
+def test_only_the_approver_decides_and_the_rule_caps_how_many_extensions() -> None:
+    incident, state = extending()
+    apply(state, incident, RequestExtension(unit_id=GRID, extra="1h", reason="x"), T0 + 2 * HOUR)
+    with pytest.raises(Refused, match="already has an extension request waiting for s-nanjing-east"):
+        apply(state, incident, RequestExtension(unit_id=GRID, extra="1h", reason="y"), T0 + 2 * HOUR)
+    with pytest.raises(Refused, match=r"unit g-nanjing-07 does not decide .* \(s-nanjing-east does\)"):
+        apply(state, incident, GrantExtension(unit_id=GRID), T0 + 2 * HOUR)
+    apply(state, incident, GrantExtension(unit_id=STREET), T0 + 2 * HOUR)
+    with pytest.raises(Refused, match="has had the 1 extension"):
+        apply(state, incident, RequestExtension(unit_id=GRID, extra="1h", reason="z"), T0 + 3 * HOUR)
+
+
+def test_at_the_top_level_nobody_above_approves_an_extension() -> None:
+    incident = normal()
+    state = begin(incident, parse_rule_set(EXTENSIONS, "extension.yaml"))
+    apply(state, incident, RequestEscalation(unit_id=GRID, reason=EscalationRequestReason.REQUESTED), T0)
+    apply(state, incident, Accept(unit_id=STREET), T0 + HOUR)
+    with pytest.raises(Refused, match="at the top level \\(street\\): nobody above approves an extension"):
+        apply(state, incident, RequestExtension(unit_id=STREET, extra="1h", reason="x"), T0 + 2 * HOUR)
