@@ -73,6 +73,12 @@ class LifecycleMetrics:
             [*_BASE, "level", "decision"],
             registry=registry,
         )
+        self.verifications = Counter(
+            "gridflow_verifications_total",
+            "Resolutions the inspector checked: verified, or rejected (rework).",
+            [*_BASE, "level", "result"],
+            registry=registry,
+        )
         self.sla_warnings = Counter(
             "gridflow_sla_warnings_total",
             "SLA warnings given (at warn_at of a clock).",
@@ -172,6 +178,8 @@ class LifecycleMetrics:
             self.dispatched.labels(**base, level=level)
             self.transferred.labels(**base, level=level)
             self.extension_requests.labels(**base, level=level)
+            for result in ("verified", "rejected"):
+                self.verifications.labels(**base, level=level, result=result)
             for decision in EXTENSION_DECISIONS:
                 self.extensions_decided.labels(**base, level=level, decision=decision)
             self.overdue.labels(**base, level=level)
@@ -181,7 +189,7 @@ class LifecycleMetrics:
             for flag in ("true", "false"):
                 self.accepted.labels(**base, level=level, within_limit=flag)
                 self.resolved.labels(**base, level=level, within_limit=flag)
-            for clock in ("accept", "resolve"):
+            for clock in ("accept", "resolve", "verify"):
                 self.sla_warnings.labels(**base, level=level, clock=clock)
                 self.sla_breaches.labels(**base, level=level, clock=clock)
             for rating in Rating:
@@ -225,6 +233,8 @@ class LifecycleMetrics:
             # The approver refused (it is the actor), or nobody did: undecided in time, or lapsed.
             decision = "refused" if step.actor else step.reason or "lapsed"
             self.extensions_decided.labels(**base, level=level, decision=decision).inc()
+        elif kind in (StepKind.VERIFIED, StepKind.REJECTED):
+            self.verifications.labels(**base, level=level, result=kind.value).inc()
         elif kind is StepKind.SLA_WARNING:
             self.sla_warnings.labels(**base, level=level, clock=step.clock.value if step.clock else "").inc()
         elif kind is StepKind.SLA_BREACHED:

@@ -28,11 +28,13 @@ from gridflow.domain.lifecycle import (
     Pause,
     Progress,
     RefuseExtension,
+    Reject,
     RequestEscalation,
     RequestExtension,
     Resolve,
     Resume,
     Transfer,
+    Verify,
     Withdraw,
 )
 from gridflow.domain.rules.durations import Limit
@@ -63,6 +65,8 @@ EXTENSION_REFUSED: Final = "gridflow.incident.extension_refused.v1"
 PAUSED: Final = "gridflow.incident.paused.v1"
 RESUMED: Final = "gridflow.incident.resumed.v1"
 RESOLVED: Final = "gridflow.incident.resolved.v1"
+VERIFIED: Final = "gridflow.incident.verified.v1"
+REJECTED: Final = "gridflow.incident.rejected.v1"
 FEEDBACK: Final = "gridflow.incident.feedback.v1"
 WITHDRAWN: Final = "gridflow.incident.withdrawn.v1"
 
@@ -159,6 +163,19 @@ class ResolvedData(_UnitData):
     resolution: str = Field(min_length=1, max_length=2000)
 
 
+class VerifiedData(_UnitData):
+    """The data of `gridflow.incident.verified.v1`: the inspector (`unit_id`) confirms the fix."""
+
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class RejectedData(_UnitData):
+    """The data of `gridflow.incident.rejected.v1`: the inspector (`unit_id`) finds the fix not done
+    and sends the incident back to the unit that resolved it (rework)."""
+
+    reason: str = Field(min_length=1, max_length=500)
+
+
 class FeedbackData(_LifecycleData):
     """The data of `gridflow.incident.feedback.v1`: the return visit, the resident's rating of the
     resolution and, when asked, whether the problem was solved (not solved reopens the case)."""
@@ -185,6 +202,8 @@ LifecycleData = (
     | PausedData
     | ResumedData
     | ResolvedData
+    | VerifiedData
+    | RejectedData
     | FeedbackData
     | WithdrawnData
 )
@@ -204,6 +223,8 @@ DATA_MODELS: Final[Mapping[str, type[EventData]]] = types.MappingProxyType(
         PAUSED: PausedData,
         RESUMED: ResumedData,
         RESOLVED: ResolvedData,
+        VERIFIED: VerifiedData,
+        REJECTED: RejectedData,
         FEEDBACK: FeedbackData,
         WITHDRAWN: WithdrawnData,
     }
@@ -246,6 +267,10 @@ def to_command(data: LifecycleData) -> LifecycleCommand:
             return Resume(unit_id=data.unit_id, at=data.at)
         case ResolvedData():
             return Resolve(unit_id=data.unit_id, resolution=data.resolution, at=data.at)
+        case VerifiedData():
+            return Verify(unit_id=data.unit_id, note=data.note, at=data.at)
+        case RejectedData():
+            return Reject(unit_id=data.unit_id, reason=data.reason, at=data.at)
         case FeedbackData():
             return Feedback(rating=data.rating, solved=data.solved, comment=data.comment, at=data.at)
         case WithdrawnData():
@@ -361,11 +386,13 @@ __all__ = [
     "MAX_AHEAD",
     "PAUSED",
     "PROGRESS",
+    "REJECTED",
     "REPORTED",
     "RESOLVED",
     "RESUMED",
     "TRANSFERRED",
     "TYPE_PREFIX",
+    "VERIFIED",
     "WITHDRAWN",
     "AcceptedData",
     "EscalationRequestedData",
@@ -377,10 +404,12 @@ __all__ = [
     "LifecycleData",
     "PausedData",
     "ProgressData",
+    "RejectedData",
     "ReportedData",
     "ResolvedData",
     "ResumedData",
     "TransferredData",
+    "VerifiedData",
     "WithdrawnData",
     "event_type_of",
     "to_command",

@@ -35,11 +35,13 @@ from gridflow.domain.lifecycle import (
     Pause,
     Progress,
     RefuseExtension,
+    Reject,
     RequestEscalation,
     RequestExtension,
     Resolve,
     Resume,
     Transfer,
+    Verify,
     Withdraw,
 )
 from workflows.incident import IncidentWorkflow
@@ -117,6 +119,8 @@ _UPDATES: dict[type[Any], Any] = {
     RequestExtension: IncidentWorkflow.request_extension,
     GrantExtension: IncidentWorkflow.grant_extension,
     RefuseExtension: IncidentWorkflow.refuse_extension,
+    Verify: IncidentWorkflow.verify,
+    Reject: IncidentWorkflow.reject,
     Pause: IncidentWorkflow.pause,
     Resume: IncidentWorkflow.resume,
     Resolve: IncidentWorkflow.resolve,

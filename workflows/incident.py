@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         Pause,
         Progress,
         RefuseExtension,
+        Reject,
         RequestEscalation,
         RequestExtension,
         Resolve,
@@ -37,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         StepBatch,
         StepKind,
         Transfer,
+        Verify,
         Withdraw,
     )
     from gridflow.domain.lifecycle.resolution import ceil_to, floor_to
@@ -275,6 +277,24 @@ class IncidentWorkflow:
 
     @refuse_extension.validator
     def _validate_refuse_extension(self, command: RefuseExtension) -> None:
+        self._validate(command)
+
+    @workflow.update
+    async def verify(self, command: Verify) -> IncidentSummary:
+        """The inspector confirms the fix; the resident is asked next."""
+        return await self._command(command)
+
+    @verify.validator
+    def _validate_verify(self, command: Verify) -> None:
+        self._validate(command)
+
+    @workflow.update
+    async def reject(self, command: Reject) -> IncidentSummary:
+        """The inspector finds the fix not done: rework for the unit that resolved it."""
+        return await self._command(command)
+
+    @reject.validator
+    def _validate_reject(self, command: Reject) -> None:
         self._validate(command)
 
     @workflow.update

@@ -12,8 +12,8 @@ LEVEL = SearchAttributeKey.for_keyword("GridflowLevel")
 STATUS = SearchAttributeKey.for_keyword("GridflowStatus")
 DISTRICT = SearchAttributeKey.for_keyword("GridflowDistrict")
 RULE = SearchAttributeKey.for_keyword("GridflowRule")
-#: When the running SLA clock (accept or resolve) of an open incident runs out. It holds while the
-#: status is dispatched or accepted (the statuses with a running clock); a paused, resolved or closed
+#: When the running SLA clock (accept, resolve or verify) of an open incident runs out. It holds while
+#: the status is dispatched, accepted or verifying (those with a running clock); a paused, resolved or closed
 #: incident keeps its last value, which `due_by` leaves out. (Never unset: Temporal's time-skipping
 #: test server cannot describe a workflow with an unset datetime attribute.)
 NEXT_DEADLINE = SearchAttributeKey.for_datetime("GridflowNextDeadline")
@@ -31,7 +31,7 @@ def due_between(start: datetime | None, end: datetime) -> str:
     (from any time up to `end` when `start` is None: overdue ones too)."""
     clauses = [
         "ExecutionStatus = 'Running'",
-        f"{STATUS.name} IN ('dispatched', 'accepted')",
+        f"{STATUS.name} IN ('dispatched', 'accepted', 'verifying')",
         f"{NEXT_DEADLINE.name} <= {query_instant(end)}",
     ]
     if start is not None:

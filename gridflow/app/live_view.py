@@ -161,6 +161,10 @@ def step_in_words(incident: InPlay, step: Step) -> str:
     if kind is StepKind.EXTENSION_REFUSED:
         who = f"{step.actor} refused" if step.actor else step.reason or "refused"
         return f"{name}: no more time for {unit} ({who})"
+    if kind is StepKind.VERIFIED:
+        return f"{name}: {step.actor} verified the fix"
+    if kind is StepKind.REJECTED:
+        return f"{name}: {step.actor} sent the fix back to {unit} ({step.reason})"
     if kind is StepKind.PAUSED:
         return f"{name} paused by {unit} ({step.reason or 'no reason given'})"
     if kind is StepKind.RESUMED:

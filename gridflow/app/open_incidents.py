@@ -17,7 +17,7 @@ from workflows import search_attributes as sa
 
 log = structlog.get_logger(__name__)
 
-OPEN_STATUSES = (Status.DISPATCHED, Status.ACCEPTED, Status.PAUSED, Status.RESOLVED)
+OPEN_STATUSES = (Status.DISPATCHED, Status.ACCEPTED, Status.PAUSED, Status.VERIFYING, Status.RESOLVED)
 
 
 class OpenIncidentsGauge:

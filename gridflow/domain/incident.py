@@ -66,6 +66,7 @@ class Status(StrEnum):
     DISPATCHED = "dispatched"  # waiting for the holding unit to accept
     ACCEPTED = "accepted"  # being handled; the resolve clock runs
     PAUSED = "paused"  # being handled; the resolve clock is stopped
+    VERIFYING = "verifying"  # reported solved; the rule's inspector checks it before the resident is asked
     RESOLVED = "resolved"  # waiting for the resident's feedback
     CLOSED = "closed"
 

@@ -9,6 +9,7 @@ The definitions are those of the Prometheus recording rules (deploy/prometheus/r
 - containment per level: resolved closures at or below that level / resolved closures;
 - on-time rate: resolutions within the resolve limit / all resolutions;
 - escalation rate: closures escalated at least once / all closures;
+- rework rate: verifications that sent the fix back / verifications (verified + rejected);
 - extension rate: extensions granted / resolutions (lower is better: resolved in the time first given);
 - dispatch accuracy: dispatches not corrected by a transfer / dispatches (each transfer is a dispatch
   that went to the wrong unit, and makes one more dispatch to the right one);
@@ -54,6 +55,8 @@ class RateReport:
     dispatches: int = 0
     transfers: int = 0
     extension_requests: int = 0
+    verifications: int = 0  # verified or rejected
+    rejections: int = 0
     extensions_granted: int = 0
     accepted_in_time: int = 0
     accept_breaches: int = 0
@@ -96,6 +99,11 @@ class RateReport:
     def on_time_rate(self) -> float | None:
         """Resolutions within the resolve limit."""
         return _ratio(self.resolutions_in_time, self.resolutions)
+
+    @property
+    def rework_rate(self) -> float | None:
+        """Verifications that sent the fix back for rework."""
+        return _ratio(self.rejections, self.verifications)
 
     @property
     def extension_rate(self) -> float | None:
@@ -159,6 +167,11 @@ class RateReport:
             self.dispatches += 1
         elif kind is StepKind.TRANSFERRED:
             self.transfers += 1
+        elif kind is StepKind.VERIFIED:
+            self.verifications += 1
+        elif kind is StepKind.REJECTED:
+            self.verifications += 1
+            self.rejections += 1
         elif kind is StepKind.EXTENSION_REQUESTED:
             self.extension_requests += 1
         elif kind is StepKind.EXTENSION_GRANTED:
@@ -217,6 +230,7 @@ class RateReport:
                 "escalation": self.escalation_rate,
                 "dispatch_accuracy": self.dispatch_accuracy_rate,
                 "extension": self.extension_rate,
+                "rework": self.rework_rate,
                 "containment": self.containment(levels),
             },
             "time_to_resolve_seconds": {

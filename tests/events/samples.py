@@ -43,6 +43,8 @@ _LIFECYCLE: dict[str, dict[str, Any]] = {
     contract.PAUSED: {"unit_id": UNIT_ID, "reason": "waiting for parts"},
     contract.RESUMED: {"unit_id": UNIT_ID},
     contract.RESOLVED: {"unit_id": UNIT_ID, "resolution": "Lamp replaced."},
+    contract.VERIFIED: {"unit_id": "inspector-g-nanjing-07", "note": "Lit at 21:00."},
+    contract.REJECTED: {"unit_id": "inspector-g-nanjing-07", "reason": "Still dark at 21:00."},
     contract.FEEDBACK: {"rating": "basically_satisfied", "comment": "Took a while."},
     contract.WITHDRAWN: {"reason": "duplicate report"},
 }

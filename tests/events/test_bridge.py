@@ -185,6 +185,18 @@ async def test_an_extension_asked_and_granted_through_kafka_moves_the_resolve_de
     assert events[-1]["data"]["actor"] == "s-nanjing-east" and events[-1]["data"]["extension"] == "8h"
 
 
+async def test_a_refusal_to_verify_through_kafka_is_dead_lettered_with_its_reason(pipeline: Pipeline) -> None:
+    pipeline.start_bridge()
+    incident_id = new_id()
+    # The built-in rules verify nothing: an inspector's verdict on a dispatched incident is refused.
+    for event_type in (contract.REPORTED, contract.VERIFIED):
+        pipeline.publish(pipeline.event(event_type, incident_id))
+
+    (letter,) = await pipeline.wait_dead_letters(1)
+    assert letter.error_type == "rejected"
+    assert f"cannot verify incident {incident_id}: it is dispatched, not verifying" in letter.error_message
+
+
 async def test_every_unusable_message_is_dead_lettered_with_its_reason_and_the_bridge_keeps_going(
     pipeline: Pipeline,
 ) -> None:

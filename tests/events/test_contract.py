@@ -21,9 +21,11 @@ from events.contract import (
     LifecycleData,
     PausedData,
     ProgressData,
+    RejectedData,
     ResolvedData,
     ResumedData,
     TransferredData,
+    VerifiedData,
     WithdrawnData,
     event_type_of,
     to_command,
@@ -40,11 +42,13 @@ from gridflow.domain.lifecycle import (
     Pause,
     Progress,
     RefuseExtension,
+    Reject,
     RequestEscalation,
     RequestExtension,
     Resolve,
     Resume,
     Transfer,
+    Verify,
     Withdraw,
 )
 from tests.events.samples import INCIDENT_ID, UNIT_ID, sample_data
@@ -52,7 +56,7 @@ from tests.events.samples import INCIDENT_ID, UNIT_ID, sample_data
 AT = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 
 
-def test_the_contract_knows_the_thirteen_types_of_the_product_table() -> None:
+def test_the_contract_knows_the_fifteen_types_of_the_product_table() -> None:
     assert INBOUND_TYPES == (
         "gridflow.incident.reported.v1",
         "gridflow.incident.accepted.v1",
@@ -65,6 +69,8 @@ def test_the_contract_knows_the_thirteen_types_of_the_product_table() -> None:
         "gridflow.incident.paused.v1",
         "gridflow.incident.resumed.v1",
         "gridflow.incident.resolved.v1",
+        "gridflow.incident.verified.v1",
+        "gridflow.incident.rejected.v1",
         "gridflow.incident.feedback.v1",
         "gridflow.incident.withdrawn.v1",
     )
@@ -139,6 +145,14 @@ def test_sample_data_of_every_type_validates_and_knows_its_type(event_type: str)
             Resolve(unit_id=UNIT_ID, resolution="Lamp replaced.", at=AT),
         ),
         (
+            VerifiedData(incident_id=INCIDENT_ID, unit_id="i-1", note="lit", at=AT),
+            Verify(unit_id="i-1", note="lit", at=AT),
+        ),
+        (
+            RejectedData(incident_id=INCIDENT_ID, unit_id="i-1", reason="dark"),
+            Reject(unit_id="i-1", reason="dark"),
+        ),
+        (
             FeedbackData(incident_id=INCIDENT_ID, rating=Rating.UNSATISFIED, comment="still dark", at=AT),
             Feedback(rating=Rating.UNSATISFIED, comment="still dark", at=AT),
         ),
@@ -163,6 +177,8 @@ _COMMAND_OF: dict[type[BaseModel], type[BaseModel]] = {
     ExtensionRequestedData: RequestExtension,
     ExtensionGrantedData: GrantExtension,
     ExtensionRefusedData: RefuseExtension,
+    VerifiedData: Verify,
+    RejectedData: Reject,
     PausedData: Pause,
     ResumedData: Resume,
     ResolvedData: Resolve,

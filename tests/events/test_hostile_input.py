@@ -272,6 +272,8 @@ DATA: dict[str, st.SearchStrategy[dict[str, Any]]] = {
     contract.PAUSED: _lifecycle({"unit_id": identifiers}, reason=optional(text(500))),
     contract.RESUMED: _lifecycle({"unit_id": identifiers}, reason=optional(text(500))),
     contract.RESOLVED: _lifecycle({"unit_id": identifiers, "resolution": text(2000, 1)}),
+    contract.VERIFIED: _lifecycle({"unit_id": identifiers}, note=optional(text(2000))),
+    contract.REJECTED: _lifecycle({"unit_id": identifiers, "reason": text(500, 1)}),
     contract.FEEDBACK: _lifecycle(
         {"rating": st.sampled_from([r.value for r in Rating])},
         solved=optional(st.booleans()),

@@ -20,15 +20,17 @@ from gridflow.domain.lifecycle import (
     IncidentSummary,
     Pause,
     Progress,
+    Reject,
     RequestEscalation,
     RequestExtension,
     Resolve,
     Resume,
     StepKind,
     Transfer,
+    Verify,
     Withdraw,
 )
-from gridflow.domain.rules import LevelLimits, Rule, builtin_rule_set
+from gridflow.domain.rules import LevelLimits, Rule, builtin_rule_set, parse_rule_set
 from tests.conftest import make_incident
 from tests.workflows.conftest import Incidents, close_to, kinds, refusal
 from workflows import search_attributes as sa
@@ -502,6 +504,51 @@ async def test_the_level_above_grants_an_extension_and_the_resolve_deadline_move
         "8h",
         state.resolve_deadline,
     )
+
+
+VERIFYING_RULES = """
+version: verify-1
+rules:
+  - name: verifying
+    ladder:
+      grid:   {accept: 2h, resolve: 1d}
+      street: {accept: 4h, resolve: 2d}
+    verification: {inspector: "inspector-{grid_id}", within: 4h}
+"""
+
+
+async def test_an_inspector_rejects_a_fix_then_verifies_the_rework_before_the_resident_is_asked(
+    live_incidents: Incidents,
+) -> None:
+    incidents = live_incidents
+    incidents.rules.replace(parse_rule_set(VERIFYING_RULES, "verify.yaml"))
+    handle = await incidents.report(make_incident())
+    await _accept_and_resolve(incidents, handle, "g-nanjing-07")
+    summary = await incidents.command(
+        handle, IncidentWorkflow.reject, Reject(unit_id="inspector-g-nanjing-07", reason="still dark")
+    )
+    assert (summary.status, summary.holder_unit) == (Status.ACCEPTED, "g-nanjing-07")
+    problem = await refusal(
+        incidents.command(handle, IncidentWorkflow.feedback, Feedback(rating=Rating.SATISFIED))
+    )
+    assert "it is accepted, not resolved" in problem
+
+    await incidents.command(
+        handle, IncidentWorkflow.resolve, Resolve(unit_id="g-nanjing-07", resolution="rewired")
+    )
+    state = await incidents.state(handle)
+    assert state.status is Status.VERIFYING
+    assert (await handle.describe()).typed_search_attributes.get(sa.NEXT_DEADLINE) == state.verify_deadline
+    await incidents.command(handle, IncidentWorkflow.verify, Verify(unit_id="inspector-g-nanjing-07"))
+    await incidents.command(handle, IncidentWorkflow.feedback, Feedback(rating=Rating.SATISFIED, solved=True))
+
+    result = await handle.result()
+    state = await incidents.state(handle)
+    assert (result.outcome, state.reworks) == (Outcome.RESOLVED, 1)
+    assert [s.kind for s in state.timeline if s.kind in (StepKind.REJECTED, StepKind.VERIFIED)] == [
+        StepKind.REJECTED,
+        StepKind.VERIFIED,
+    ]
 
 
 async def _accept_and_resolve(

@@ -44,11 +44,13 @@ from gridflow.domain.lifecycle import (
     Pause,
     Progress,
     RefuseExtension,
+    Reject,
     RequestEscalation,
     RequestExtension,
     Resolve,
     Resume,
     Transfer,
+    Verify,
     Withdraw,
 )
 from gridflow.domain.rules import WorkingDays, format_duration, parse_duration, parse_limit
@@ -219,7 +221,7 @@ def _execution_fields(execution: WorkflowExecution) -> dict[str, str | None]:
 def _running_deadline(execution: WorkflowExecution) -> datetime | None:
     """The deadline of the running SLA clock; None when none runs (the attribute keeps its last value)."""
     attrs = execution.typed_search_attributes
-    running = attrs.get(sa.STATUS) in (Status.DISPATCHED.value, Status.ACCEPTED.value)
+    running = attrs.get(sa.STATUS) in (Status.DISPATCHED.value, Status.ACCEPTED.value, Status.VERIFYING.value)
     return (
         attrs.get(sa.NEXT_DEADLINE)
         if running and execution.status is not None and execution.status.name == "RUNNING"
@@ -428,6 +430,8 @@ _BUILDERS: dict[str, Callable[[argparse.Namespace], LifecycleCommand]] = {
     "extend": lambda a: RequestExtension(unit_id=a.unit, extra=a.extra, reason=a.reason),
     "grant-extension": lambda a: GrantExtension(unit_id=a.unit, note=a.note),
     "refuse-extension": lambda a: RefuseExtension(unit_id=a.unit, reason=a.reason),
+    "verify": lambda a: Verify(unit_id=a.unit, note=a.note),
+    "reject": lambda a: Reject(unit_id=a.unit, reason=a.reason),
     "pause": lambda a: Pause(unit_id=a.unit, reason=a.reason),
     "resume": lambda a: Resume(unit_id=a.unit),
     "resolve": lambda a: Resolve(unit_id=a.unit, resolution=a.resolution),
@@ -615,6 +619,18 @@ def _add_lifecycle_commands(incident: Any) -> None:
         "refuse the pending extension",
         "The approver (--unit) refuses the pending extension: the resolve deadline stays.",
     ).add_argument("--reason", required=True, help="why not")
+    lifecycle(
+        "verify",
+        "the inspector confirms the fix",
+        "Where the rule verifies resolutions, the inspector (--unit) confirms the reported fix; the\n"
+        "resident is asked next.",
+    ).add_argument("--note", help="what the inspector saw")
+    lifecycle(
+        "reject",
+        "the inspector sends the fix back (rework)",
+        "The inspector (--unit) finds the fix not done: the incident goes back to the unit that\n"
+        "resolved it, with a new resolve clock, and the rework is counted.",
+    ).add_argument("--reason", required=True, help="what is not done")
     lifecycle(
         "pause", "stop the resolve clock", "Pause the resolve clock (the rule caps the total pause)."
     ).add_argument("--reason", help="what the handler waits for")

@@ -46,6 +46,7 @@ DEFINITIONS: Final = {
     "escalation": "closures of incidents escalated at least once / closures (lower is better)",
     "dispatch_accuracy": "dispatches not corrected by a transfer to another unit / dispatches",
     "extension": "extensions granted / resolutions (lower is better)",
+    "rework": "verifications that sent the fix back / verifications (lower is better)",
     "grid_containment": "resolved closures whose highest level was grid / resolved closures",
     "street_containment": "resolved closures whose highest level was grid or street / resolved closures",
     "district_containment": "resolved closures whose highest level was at most district / resolved closures",

@@ -60,6 +60,7 @@ RATE_TITLES = {
     "escalation": "escalation",
     "dispatch_accuracy": "dispatch accuracy",
     "extension": "extension",
+    "rework": "rework",
     "grid_containment": "contained at grid",
     "street_containment": "contained at street",
     "district_containment": "contained at district",

@@ -15,11 +15,13 @@ from gridflow.domain.lifecycle.commands import (
     Pause,
     Progress,
     RefuseExtension,
+    Reject,
     RequestEscalation,
     RequestExtension,
     Resolve,
     Resume,
     Transfer,
+    Verify,
     Withdraw,
 )
 from gridflow.domain.lifecycle.state import IncidentState
@@ -52,6 +54,8 @@ def refusal(state: IncidentState, command: LifecycleCommand) -> str | None:
             return _holder_problem(state, command.unit_id, "resume", (Status.PAUSED,))
         case Resolve():
             return _holder_problem(state, command.unit_id, "resolve", HANDLING)
+        case Verify() | Reject():
+            return _verification_problem(state, command.unit_id)
         case Feedback():
             return _feedback_problem(state)
         case Withdraw():
@@ -157,6 +161,16 @@ def _pause_problem(state: IncidentState, command: Pause) -> str | None:
     assert state.rule is not None
     if state.paused_total >= state.rule.rule.max_pause_for(state.level or ""):
         return f"incident {state.incident_id} has used its whole pause allowance"
+    return None
+
+
+def _verification_problem(state: IncidentState, unit_id: str) -> str | None:
+    if problem := _closed_problem(state):
+        return problem
+    if state.status is not Status.VERIFYING:
+        return f"cannot verify incident {state.incident_id}: it is {state.status.value}, not verifying"
+    if unit_id != state.inspector:
+        return f"unit {unit_id} does not verify incident {state.incident_id} ({state.inspector} does)"
     return None
 
 

@@ -11,10 +11,11 @@ from gridflow.domain.rules.calendar import SlaClock
 
 
 class ClockKind(StrEnum):
-    """The two SLA clocks of a level."""
+    """The SLA clocks of a level: the holder's two, and the inspector's where the rule verifies."""
 
     ACCEPT = "accept"
     RESOLVE = "resolve"
+    VERIFY = "verify"  # the inspector's, between a resolution and the resident's return visit
 
 
 class PlannedWarning(BaseModel):

@@ -85,6 +85,18 @@ class RefuseExtension(_UnitCommand):
     reason: str = Field(min_length=1, max_length=500)
 
 
+class Verify(_UnitCommand):
+    """The inspector (`unit_id`) confirms the reported fix: the resident is asked next."""
+
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class Reject(_UnitCommand):
+    """The inspector (`unit_id`) finds the fix not done: rework, back to the unit that resolved it."""
+
+    reason: str = Field(min_length=1, max_length=500)
+
+
 class Resolve(_UnitCommand):
     """The holding unit reports the incident solved; the resident is asked for feedback."""
 
@@ -117,6 +129,8 @@ LifecycleCommand = (
     | Pause
     | Resume
     | Resolve
+    | Verify
+    | Reject
     | Feedback
     | Withdraw
 )

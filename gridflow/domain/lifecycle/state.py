@@ -46,6 +46,9 @@ class IncidentState(BaseModel):
     extensions: int = 0  # granted
     accept_clock: Clock | None = None
     resolve_clock: Clock | None = None
+    verify_clock: Clock | None = None  # the inspector's, while verifying
+    inspector: str | None = None  # who verifies the resolution now
+    reworks: int = 0  # resolutions the inspector sent back
     feedback_deadline: datetime | None = None
     overdue: bool = False
     next_reminder_at: datetime | None = None
@@ -74,10 +77,17 @@ class IncidentState(BaseModel):
         return clock.deadline
 
     @property
+    def verify_deadline(self) -> datetime | None:
+        """When the inspector must have verified by, while verifying."""
+        clock = self.verify_clock
+        return clock.deadline if clock and self.status is Status.VERIFYING else None
+
+    @property
     def sla_deadline(self) -> datetime | None:
         """When the running SLA clock runs out: the accept deadline while dispatched, the resolve
-        deadline while accepted; None while no SLA clock runs (paused, resolved, closed)."""
-        return self.accept_deadline or self.resolve_deadline
+        deadline while accepted, the verify deadline while verifying; None while no SLA clock runs
+        (paused, resolved, closed)."""
+        return self.accept_deadline or self.resolve_deadline or self.verify_deadline
 
     @property
     def is_open(self) -> bool:
@@ -91,12 +101,20 @@ class IncidentState(BaseModel):
             return self.accept_clock
         if self.status is Status.ACCEPTED:
             return self.resolve_clock
+        if self.status is Status.VERIFYING:
+            return self.verify_clock
         return None
 
     @property
     def reminding(self) -> bool:
-        """Whether overdue reminders are due: overdue at the top level and not yet resolved."""
-        return self.overdue and self.status in (Status.DISPATCHED, Status.ACCEPTED, Status.PAUSED)
+        """Whether overdue reminders are due: overdue at the top level and not yet resolved, or a
+        verification overdue and not yet done."""
+        return self.overdue and self.status in (
+            Status.DISPATCHED,
+            Status.ACCEPTED,
+            Status.PAUSED,
+            Status.VERIFYING,
+        )
 
     def pause_cap_at(self) -> datetime | None:
         """When a running pause ends by itself, because the rule's pause allowance runs out."""

@@ -31,6 +31,8 @@ class StepKind(StrEnum):
     PAUSED = "paused"
     RESUMED = "resumed"
     RESOLVED = "resolved"
+    VERIFIED = "verified"  # the inspector confirms the fix
+    REJECTED = "rejected"  # the inspector sends it back: rework
     FEEDBACK = "feedback"
     REOPENED = "reopened"
     CLOSED = "closed"
@@ -54,7 +56,7 @@ class Step(BaseModel):
     from_level: str | None = None
     to_level: str | None = None
     from_unit: str | None = None  # transferred: the unit that held the incident before
-    actor: str | None = None  # extension decided: the approver (the holder is `unit_id`)
+    actor: str | None = None  # extension decided, verified, rejected: the approver or the inspector
     extension: str | None = None  # extension steps: the extra time asked for (`8h`, `2wd`)
     rating: Rating | None = None
     solved: bool | None = None  # feedback: whether the resident says the problem was solved, if asked

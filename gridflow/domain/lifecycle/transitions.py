@@ -21,11 +21,13 @@ from gridflow.domain.lifecycle.commands import (
     Pause,
     Progress,
     RefuseExtension,
+    Reject,
     RequestEscalation,
     RequestExtension,
     Resolve,
     Resume,
     Transfer,
+    Verify,
     Withdraw,
 )
 from gridflow.domain.lifecycle.state import IncidentState, PendingExtension
@@ -114,7 +116,11 @@ def apply(state: IncidentState, incident: Incident, command: LifecycleCommand, n
             _end_pause(state, now)
             _record(state, now, StepKind.RESUMED, deadline=state.resolve_deadline, event_at=command.at)
         case Resolve():
-            _resolve(state, command, now)
+            _resolve(state, incident, command, now)
+        case Verify():
+            _verify(state, command, now)
+        case Reject():
+            _reject(state, command, now)
         case Feedback():
             _feedback(state, incident, command, now)
         case Withdraw():
@@ -339,6 +345,12 @@ def _fire_one(state: IncidentState, incident: Incident, now: datetime) -> None:
         assert clock is not None
         clock.breached = True
         _record(state, now, StepKind.SLA_BREACHED, clock=clock.kind, deadline=clock.deadline)
+        if clock.kind is ClockKind.VERIFY:
+            # A late check does not move the case: it is marked overdue and reminded until done.
+            state.overdue = True
+            state.next_reminder_at = now + rule.overdue_reminder_for(state.level or "")
+            _record(state, now, StepKind.OVERDUE, reason="verify_timeout")
+            return
         reason = (
             EscalationReason.ACCEPT_TIMEOUT
             if clock.kind is ClockKind.ACCEPT
@@ -403,14 +415,31 @@ def _end_pause(state: IncidentState, now: datetime, until: datetime | None = Non
     state.status = Status.ACCEPTED
 
 
-def _resolve(state: IncidentState, command: Resolve, now: datetime) -> None:
+def _resolve(state: IncidentState, incident: Incident, command: Resolve, now: datetime) -> None:
     _end_extension(state, now, "lapsed")  # done without the time asked for
     if state.status is Status.PAUSED:
         _end_pause(state, now)
-    assert state.resolve_clock is not None
+    assert state.resolve_clock is not None and state.rule is not None and state.level is not None
     within = not state.resolve_clock.breached
-    state.status = Status.RESOLVED
-    state.feedback_deadline = now + _rule(state).feedback.window
+    state.overdue, state.next_reminder_at = False, None
+    inspector = state.rule.inspector_for(state.level, incident)
+    if inspector is None:
+        state.status = Status.RESOLVED
+        state.feedback_deadline = now + _rule(state).feedback.window
+        deadline = state.feedback_deadline
+    else:
+        # The inspector checks the fix first; the resident is asked once it is verified.
+        check = state.rule.rule.verification
+        assert check is not None
+        state.status, state.inspector = Status.VERIFYING, inspector
+        state.verify_clock = Clock.start(
+            ClockKind.VERIFY,
+            now,
+            _limit(state, check.within, now),
+            _rule(state).warn_at_for(state.level),
+            _sla(state),
+        )
+        deadline = state.verify_clock.deadline
     _record(
         state,
         now,
@@ -418,7 +447,48 @@ def _resolve(state: IncidentState, command: Resolve, now: datetime) -> None:
         within_limit=within,
         elapsed=now - state.timeline[0].at,
         note=command.resolution,
+        deadline=deadline,
+        event_at=command.at,
+    )
+
+
+def _verify(state: IncidentState, command: Verify, now: datetime) -> None:
+    """The fix holds: the resident's return visit comes next."""
+    state.status, state.inspector, state.verify_clock = Status.RESOLVED, None, None
+    state.overdue, state.next_reminder_at = False, None
+    state.feedback_deadline = now + _rule(state).feedback.window
+    _record(
+        state,
+        now,
+        StepKind.VERIFIED,
+        actor=command.unit_id,
+        note=command.note,
         deadline=state.feedback_deadline,
+        event_at=command.at,
+    )
+
+
+def _reject(state: IncidentState, command: Reject, now: datetime) -> None:
+    """Rework: back to the unit that resolved it, with a resolve clock of its own."""
+    assert state.level is not None
+    rule = _rule(state)
+    state.status, state.inspector, state.verify_clock = Status.ACCEPTED, None, None
+    state.overdue, state.next_reminder_at = False, None
+    state.reworks += 1
+    state.resolve_clock = Clock.start(
+        ClockKind.RESOLVE,
+        now,
+        _limit(state, rule.limits(state.level).resolve, now),
+        rule.warn_at_for(state.level),
+        _sla(state),
+    )
+    _record(
+        state,
+        now,
+        StepKind.REJECTED,
+        actor=command.unit_id,
+        reason=command.reason,
+        deadline=state.resolve_clock.deadline,
         event_at=command.at,
     )
 

@@ -57,6 +57,8 @@ COUNT_FIELDS: Final = {
     "transfers": "transfers",
     "extension_requests": "extension_requests",
     "extensions_granted": "extensions_granted",
+    "verifications": "verifications",
+    "rejections": "rejections",
     "accepted_in_time": "accepted_in_time",
     "accept_breaches": "accept_breaches",
     "sla_breaches": "sla_breaches",

@@ -35,11 +35,12 @@ RATES: Final[dict[str, Callable[[RateReport], float | None]]] = {
     "escalation": lambda r: r.escalation_rate,
     "dispatch_accuracy": lambda r: r.dispatch_accuracy_rate,
     "extension": lambda r: r.extension_rate,
+    "rework": lambda r: r.rework_rate,
     **{f"{level}_containment": _containment(level) for level in CONTAINMENT_LEVELS},
 }
 
 #: Rates where less is better: a weight would reward them, so none may be given.
-LOWER_IS_BETTER: Final = frozenset({"escalation", "extension"})
+LOWER_IS_BETTER: Final = frozenset({"escalation", "extension", "rework"})
 #: The rates a weight can be given to.
 SCORED: Final = tuple(name for name in RATES if name not in LOWER_IS_BETTER)
 

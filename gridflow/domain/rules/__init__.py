@@ -28,6 +28,7 @@ from gridflow.domain.rules.model import (
     RuleSnapshot,
     TransferClocks,
     TransferPolicy,
+    VerificationPolicy,
 )
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "SlaClock",
     "TransferClocks",
     "TransferPolicy",
+    "VerificationPolicy",
     "WorkingDays",
     "builtin_rule_set",
     "clock_for",

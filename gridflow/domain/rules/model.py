@@ -172,6 +172,21 @@ class ExtensionPolicy(BaseModel):
         return value if value == APPROVER_ABOVE else _checked_template(value)
 
 
+class VerificationPolicy(BaseModel):
+    """Verification before closure: an inspector checks a reported fix before the resident is asked."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    inspector: UnitTemplate  # e.g. `inspector-{grid_id}`
+    within: Limit = timedelta(hours=24)  # the inspector's clock
+    levels: list[Name] | None = Field(default=None, min_length=1)  # None: every level of the ladder
+
+    @field_validator("inspector")
+    @classmethod
+    def _known_fields(cls, value: str) -> str:
+        return _checked_template(value)
+
+
 class Match(BaseModel):
     """Which incidents a rule is for; an absent field matches anything."""
 
@@ -242,6 +257,7 @@ class Rule(BaseModel):
     feedback: FeedbackPolicy = FeedbackPolicy()
     transfer: TransferPolicy = TransferPolicy()
     extension: ExtensionPolicy = ExtensionPolicy()
+    verification: VerificationPolicy | None = None  # None: resolutions go straight to the resident
 
     @field_validator("warn_at", mode="before")
     @classmethod
@@ -324,6 +340,12 @@ class RuleSet(BaseModel):
                         f"rule {rule.name!r}, level {level!r}: unknown calendar {calendar!r} "
                         f"(calendars: {known}; define it under `calendars:`)"
                     )
+                check = rule.verification
+                if check is not None and isinstance(check.within, WorkingDays) and calendar is None:
+                    raise ValueError(
+                        f"rule {rule.name!r}, level {level!r}: verification within "
+                        f"{format_limit(check.within)} counts working days, which needs a calendar"
+                    )
                 extra = rule.extension.max_extra
                 if isinstance(extra, WorkingDays) and calendar is None:
                     raise ValueError(
@@ -339,6 +361,14 @@ class RuleSet(BaseModel):
                             "counts working days, which needs a calendar (set `calendar:` on the rule or "
                             "the level)"
                         )
+            check = rule.verification
+            if check is not None and check.levels is not None:
+                unknown = [level for level in check.levels if level not in rule.ladder]
+                if unknown:
+                    raise ValueError(
+                        f"rule {rule.name!r}: verification levels {unknown} are not on its ladder "
+                        f"({', '.join(rule.levels)})"
+                    )
             if rule.name in seen:
                 raise ValueError(f"rule name {rule.name!r} is used twice")
             seen.add(rule.name)
@@ -423,6 +453,13 @@ class RuleSnapshot(BaseModel):
     def unit_for(self, level: str, incident: Incident) -> str:
         """The id of the unit that handles the incident at a level of this rule."""
         return fill_unit(self.units.get(level) or DEFAULT_UNITS[level], incident)
+
+    def inspector_for(self, level: str, incident: Incident) -> str | None:
+        """The unit that verifies a resolution at a level (None: the level is not verified)."""
+        check = self.rule.verification
+        if check is None or (check.levels is not None and level not in check.levels):
+            return None
+        return fill_unit(check.inspector, incident)
 
     def approver_for(self, level: str, incident: Incident) -> str | None:
         """The unit that decides a holder's extension request at a level (None: nobody is above)."""

@@ -17,11 +17,13 @@ from gridflow.domain.lifecycle import (
     IncidentState,
     LifecycleCommand,
     RefuseExtension,
+    Reject,
     RequestEscalation,
     RequestExtension,
     Resolve,
     StepKind,
     Transfer,
+    Verify,
     Withdraw,
 )
 from gridflow.domain.rules.durations import Delay, Limit, format_limit
@@ -63,6 +65,8 @@ class Behaviour(BaseModel):
     resident says the problem was solved); when they run out the question is not asked.
     `transfer_to` names, per level, the unit a misdispatched incident belongs to: the unit it is
     dispatched to passes it there (a transfer) when it would have accepted, and that unit accepts.
+    Where the rule verifies, each verification takes the next of `checks` (`verify` or `reject`),
+    `check_after` the resolution; when they run out the inspector never checks.
     With `extension`, the first holder to accept asks for more time once; it resolves after
     `resolve_after` all the same, so an extension is what keeps a slow resolution in time.
     """
@@ -76,6 +80,8 @@ class Behaviour(BaseModel):
     solved: list[bool] = Field(default_factory=list)
     transfer_to: dict[str, Identifier] = Field(default_factory=dict)
     extension: SimulatedExtension | None = None
+    checks: list[Literal["verify", "reject"]] = Field(default_factory=list)
+    check_after: Delay = timedelta(hours=1)
     feedback_after: Delay = timedelta(hours=2)
     withdraw_after: Delay | None = None
 
@@ -113,6 +119,8 @@ ActionKind = Literal[
     "request_extension",
     "grant_extension",
     "refuse_extension",
+    "verify",
+    "reject",
     "resolve",
     "feedback",
     "withdraw",
@@ -147,6 +155,10 @@ class Action(BaseModel):
             return GrantExtension(unit_id=self.unit_id or "")
         if self.kind == "refuse_extension":
             return RefuseExtension(unit_id=self.unit_id or "", reason="simulated refusal")
+        if self.kind == "verify":
+            return Verify(unit_id=self.unit_id or "", note="simulated check")
+        if self.kind == "reject":
+            return Reject(unit_id=self.unit_id or "", reason="simulated: not fixed")
         if self.kind == "resolve":
             return Resolve(unit_id=self.unit_id or "", resolution="simulated resolution")
         if self.kind == "feedback":
@@ -225,6 +237,12 @@ def next_action(behaviour: Behaviour, state: IncidentState) -> tuple[Action, dat
             1
         ]:
             chosen = extending
+    elif status is Status.VERIFYING and state.inspector is not None:
+        checked = sum(step.kind in (StepKind.VERIFIED, StepKind.REJECTED) for step in state.timeline)
+        if checked < len(behaviour.checks):
+            resolved = _last(state, StepKind.RESOLVED)
+            assert resolved is not None
+            chosen = (_action(behaviour.checks[checked], state.inspector), resolved + behaviour.check_after)
     elif status is Status.RESOLVED:
         rated = sum(step.kind is StepKind.FEEDBACK for step in state.timeline)
         if rated < len(behaviour.ratings):
@@ -232,7 +250,10 @@ def next_action(behaviour: Behaviour, state: IncidentState) -> tuple[Action, dat
             assert resolved is not None
             answer = behaviour.solved[rated] if rated < len(behaviour.solved) else None
             feedback = _action("feedback", rating=behaviour.ratings[rated], solved=answer)
-            chosen = (feedback, resolved + behaviour.feedback_after)
+            # Where the rule verifies, the resident is asked once the inspector has verified.
+            verified = _last(state, StepKind.VERIFIED)
+            asked = verified if verified is not None and verified > resolved else resolved
+            chosen = (feedback, asked + behaviour.feedback_after)
     if behaviour.withdraw_after is not None:
         # On a tie the withdrawal goes first, as it always has.
         withdrawn = state.timeline[0].at + behaviour.withdraw_after

@@ -224,6 +224,7 @@ RATES: list[tuple[str, Callable[[RateReport], float | None]]] = [
     ("escalation", lambda r: r.escalation_rate),
     ("dispatch_accuracy", lambda r: r.dispatch_accuracy_rate),
     ("extension", lambda r: r.extension_rate),
+    ("rework", lambda r: r.rework_rate),
 ]
 
 

@@ -54,6 +54,7 @@ RULES = {
         "gridflow_dispatch_accuracy:ratio_rate1d",
     ),
     "extension": ("gridflow:extension_rate:ratio_rate1d", "gridflow_extension:ratio_rate1d"),
+    "rework": ("gridflow:rework_rate:ratio_rate1d", "gridflow_rework:ratio_rate1d"),
     **{
         f"{level}_containment": (
             f"gridflow:{level}_containment_rate:ratio_rate1d",

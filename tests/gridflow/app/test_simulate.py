@@ -208,6 +208,45 @@ async def test_the_temporal_engine_grants_the_simulated_extension_too() -> None:
     assert (report.extensions_granted, report.escalations, report.on_time_rate) == (1, 0, 1.0)
 
 
+VERIFYING = """
+version: verify-1
+rules:
+  - name: verifying
+    ladder:
+      grid:   {accept: 2h, resolve: 1d}
+      street: {accept: 4h, resolve: 2d}
+    verification: {inspector: "inspector-{grid_id}", within: 4h}
+"""
+
+
+def checked_twice() -> list[SimulatedIncident]:
+    """An inspector who sends the first fix back and verifies the second."""
+    behaviour = Behaviour(accept_after=timedelta(minutes=20), checks=["reject", "verify"])
+    incident = make_incident(incident_id="hand-checked").model_copy(update={"reported_at": START})
+    return [SimulatedIncident(incident=incident, behaviour=behaviour)]
+
+
+def assert_reworked_once(report: RateReport) -> None:
+    assert (report.verifications, report.rejections, report.rework_rate) == (2, 1, 0.5)
+    assert (report.resolutions, report.ratings, report.closures_by_outcome) == (2, 1, {"resolved": 1})
+
+
+def test_a_simulated_inspector_sends_a_fix_back_once_and_the_rework_is_counted(tmp_path: Path) -> None:
+    rules = [("verifying", parse_rule_set(VERIFYING, "verify.yaml"))]
+    simulation = simulate_discrete(write(tmp_path, checked_twice()), rules)
+
+    assert_reworked_once(simulation.results[0].report)
+    assert "rework rate" in format_simulation(simulation)
+
+
+async def test_the_temporal_engine_verifies_and_reworks_too() -> None:
+    simulation = await simulate_temporal(
+        checked_twice(), [("verifying", parse_rule_set(VERIFYING, "verify.yaml"))]
+    )
+
+    assert_reworked_once(simulation.results[0].report)
+
+
 STRICT = """
 version: strict-1
 rules:

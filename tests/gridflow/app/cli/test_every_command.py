@@ -93,6 +93,12 @@ COMMANDS: dict[str, Command] = {
     "incident refuse-extension": Command(
         (INCIDENT, "--unit", STREET, "--reason", "not now"), (TEMPORAL,), payloads=True
     ),
+    "incident verify": Command(  # the dev stack's rules verify nothing: refused
+        (INCIDENT, "--unit", "inspector-1"), (TEMPORAL,), EXIT_REFUSED, payloads=True
+    ),
+    "incident reject": Command(
+        (INCIDENT, "--unit", "inspector-1", "--reason", "dark"), (TEMPORAL,), EXIT_REFUSED, payloads=True
+    ),
     "incident pause": Command((INCIDENT, "--unit", UNIT), (TEMPORAL,), payloads=True),
     "incident resume": Command(  # not paused
         (INCIDENT, "--unit", UNIT), (TEMPORAL,), EXIT_REFUSED, payloads=True
@@ -129,6 +135,8 @@ CHAIN = (
     "incident refuse-extension",
     "incident pause",
     "incident resolve",
+    "incident verify",
+    "incident reject",
     "incident feedback",
     "incident escalate",
     "incident transfer",

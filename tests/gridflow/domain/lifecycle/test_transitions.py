@@ -25,6 +25,7 @@ from gridflow.domain.lifecycle import (
     Progress,
     Refused,
     RefuseExtension,
+    Reject,
     RequestEscalation,
     RequestExtension,
     Resolve,
@@ -32,6 +33,7 @@ from gridflow.domain.lifecycle import (
     Step,
     StepKind,
     Transfer,
+    Verify,
     Withdraw,
     apply,
     fire_due,
@@ -39,7 +41,14 @@ from gridflow.domain.lifecycle import (
     report,
     start,
 )
-from gridflow.domain.rules import LevelLimits, Rule, RuleSet, builtin_rule_set, parse_rule_set
+from gridflow.domain.rules import (
+    LevelLimits,
+    Rule,
+    RuleSet,
+    RulesFileError,
+    builtin_rule_set,
+    parse_rule_set,
+)
 from tests.conftest import make_incident
 
 T0 = datetime(2026, 11, 23, 8, tzinfo=UTC)  # a Monday; make_incident's reported_at
@@ -1832,3 +1841,98 @@ def test_at_the_top_level_nobody_above_approves_an_extension() -> None:
     apply(state, incident, Accept(unit_id=STREET), T0 + HOUR)
     with pytest.raises(Refused, match="at the top level \\(street\\): nobody above approves an extension"):
         apply(state, incident, RequestExtension(unit_id=STREET, extra="1h", reason="x"), T0 + 2 * HOUR)
+
+
+# ---------------------------------------------------------------------- verification and rework
+
+VERIFIED = """
+version: verify-1
+rules:
+  - name: verifying
+    ladder:
+      grid:   {accept: 2h, resolve: 1d}
+      street: {accept: 4h, resolve: 2d}
+    verification: {inspector: "inspector-{grid_id}", within: 4h}
+"""
+INSPECTOR = f"inspector-{GRID}"
+
+
+def verifying() -> tuple[Incident, IncidentState]:
+    """An incident on the `verifying` rule, accepted at T0 + 1h and resolved at T0 + 2h."""
+    incident = normal()
+    state = begin(incident, parse_rule_set(VERIFIED, "verify.yaml"))
+    apply(state, incident, Accept(unit_id=GRID), T0 + HOUR)
+    apply(state, incident, Resolve(unit_id=GRID, resolution="new bulb"), T0 + 2 * HOUR)
+    return incident, state
+
+
+def test_a_resolution_waits_for_the_inspector_before_the_resident_is_asked() -> None:
+    incident, state = verifying()
+    assert (state.status, state.inspector, state.feedback_deadline) == (Status.VERIFYING, INSPECTOR, None)
+    assert state.timeline[-1].deadline == T0 + 6 * HOUR  # the inspector's 4h
+    with pytest.raises(Refused, match="it is verifying, not resolved"):
+        apply(state, incident, Feedback(rating=Rating.SATISFIED), T0 + 3 * HOUR)
+
+    steps = apply(state, incident, Verify(unit_id=INSPECTOR, note="lit"), T0 + 3 * HOUR)
+
+    assert steps == [
+        Step(
+            seq=5,
+            kind=StepKind.VERIFIED,
+            at=T0 + 3 * HOUR,
+            level="grid",
+            unit_id=GRID,
+            status=Status.RESOLVED,
+            actor=INSPECTOR,
+            note="lit",
+            deadline=T0 + 75 * HOUR,  # the resident's 72h window opens now
+        )
+    ]
+    closing = apply(state, incident, Feedback(rating=Rating.SATISFIED, solved=True), T0 + 4 * HOUR)
+    assert closing[-1].outcome is Outcome.RESOLVED
+
+
+def test_a_rejected_fix_is_rework_for_the_unit_that_resolved_it() -> None:
+    incident, state = verifying()
+
+    steps = apply(state, incident, Reject(unit_id=INSPECTOR, reason="still dark"), T0 + 3 * HOUR)
+
+    assert [(s.kind, s.actor, s.reason, s.status, s.deadline) for s in steps] == [
+        (StepKind.REJECTED, INSPECTOR, "still dark", Status.ACCEPTED, T0 + 27 * HOUR)  # a new 1d
+    ]
+    assert (state.holder_unit, state.reworks, state.inspector) == (GRID, 1, None)
+    apply(state, incident, Resolve(unit_id=GRID, resolution="rewired"), T0 + 4 * HOUR)
+    assert state.status is Status.VERIFYING
+    verified = apply(state, incident, Verify(unit_id=INSPECTOR), T0 + 5 * HOUR)
+    assert verified[-1].status is Status.RESOLVED
+
+
+def test_a_late_verification_is_overdue_and_reminded_not_escalated() -> None:
+    incident, state = verifying()
+
+    fired = run_until(state, incident, T0 + 11 * HOUR)
+
+    assert [(s.kind, s.clock, s.reason) for s in fired] == [
+        (StepKind.SLA_WARNING, ClockKind.VERIFY, None),  # at 75% of 4h
+        (StepKind.SLA_BREACHED, ClockKind.VERIFY, None),
+        (StepKind.OVERDUE, None, "verify_timeout"),
+        (StepKind.OVERDUE_REMINDER, None, None),  # every 4h (the rule's overdue_reminder)
+    ]
+    assert (state.level, state.status, state.escalations) == ("grid", Status.VERIFYING, 0)
+    apply(state, incident, Verify(unit_id=INSPECTOR), T0 + 11 * HOUR)
+    assert (state.overdue, state.next_reminder_at) == (False, None)
+
+
+def test_only_the_inspector_verifies_and_only_a_verifying_incident() -> None:
+    incident, state = verifying()
+    with pytest.raises(Refused, match=rf"unit {GRID} does not verify .* \({INSPECTOR} does\)"):
+        apply(state, incident, Verify(unit_id=GRID), T0 + 3 * HOUR)
+    plain = begin(normal())
+    with pytest.raises(Refused, match="it is dispatched, not verifying"):
+        apply(plain, normal(), Verify(unit_id=INSPECTOR), T0 + HOUR)
+
+
+def test_verification_levels_must_be_on_the_ladder() -> None:
+    text = VERIFIED.replace("within: 4h}", "within: 4h, levels: [district]}")
+    with pytest.raises(RulesFileError, match=r"verification levels \['district'\] are not on its ladder"):
+        parse_rule_set(text, "verify.yaml")
