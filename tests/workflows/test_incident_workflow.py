@@ -32,6 +32,7 @@ from gridflow.domain.lifecycle import (
 )
 from gridflow.domain.rules import LevelLimits, Rule, builtin_rule_set, parse_rule_set
 from tests.conftest import make_incident
+from tests.rule_texts import VERIFYING
 from tests.workflows.conftest import Incidents, close_to, kinds, refusal
 from workflows import search_attributes as sa
 from workflows.incident import IncidentWorkflow
@@ -506,22 +507,11 @@ async def test_the_level_above_grants_an_extension_and_the_resolve_deadline_move
     )
 
 
-VERIFYING_RULES = """
-version: verify-1
-rules:
-  - name: verifying
-    ladder:
-      grid:   {accept: 2h, resolve: 1d}
-      street: {accept: 4h, resolve: 2d}
-    verification: {inspector: "inspector-{grid_id}", within: 4h}
-"""
-
-
 async def test_an_inspector_rejects_a_fix_then_verifies_the_rework_before_the_resident_is_asked(
     live_incidents: Incidents,
 ) -> None:
     incidents = live_incidents
-    incidents.rules.replace(parse_rule_set(VERIFYING_RULES, "verify.yaml"))
+    incidents.rules.replace(parse_rule_set(VERIFYING, "verify.yaml"))
     handle = await incidents.report(make_incident())
     await _accept_and_resolve(incidents, handle, "g-nanjing-07")
     summary = await incidents.command(

@@ -18,6 +18,7 @@ from gridflow.domain.simulation.model import Behaviour, SimulatedExtension, Simu
 from gridflow.domain.simulation.results import format_simulation, write_json
 from gridflow.domain.simulation.stream import StreamError, load_stream
 from tests.conftest import make_incident
+from tests.rule_texts import VERIFYING
 
 START = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 
@@ -206,17 +207,6 @@ async def test_the_temporal_engine_grants_the_simulated_extension_too() -> None:
 
     report = simulation.results[0].report
     assert (report.extensions_granted, report.escalations, report.on_time_rate) == (1, 0, 1.0)
-
-
-VERIFYING = """
-version: verify-1
-rules:
-  - name: verifying
-    ladder:
-      grid:   {accept: 2h, resolve: 1d}
-      street: {accept: 4h, resolve: 2d}
-    verification: {inspector: "inspector-{grid_id}", within: 4h}
-"""
 
 
 def checked_twice() -> list[SimulatedIncident]:

@@ -50,6 +50,7 @@ from gridflow.domain.rules import (
     parse_rule_set,
 )
 from tests.conftest import make_incident
+from tests.rule_texts import VERIFYING
 
 T0 = datetime(2026, 11, 23, 8, tzinfo=UTC)  # a Monday; make_incident's reported_at
 SECOND, MINUTE, HOUR, DAY = timedelta(seconds=1), timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)
@@ -1845,22 +1846,13 @@ def test_at_the_top_level_nobody_above_approves_an_extension() -> None:
 
 # ---------------------------------------------------------------------- verification and rework
 
-VERIFIED = """
-version: verify-1
-rules:
-  - name: verifying
-    ladder:
-      grid:   {accept: 2h, resolve: 1d}
-      street: {accept: 4h, resolve: 2d}
-    verification: {inspector: "inspector-{grid_id}", within: 4h}
-"""
 INSPECTOR = f"inspector-{GRID}"
 
 
 def verifying() -> tuple[Incident, IncidentState]:
     """An incident on the `verifying` rule, accepted at T0 + 1h and resolved at T0 + 2h."""
     incident = normal()
-    state = begin(incident, parse_rule_set(VERIFIED, "verify.yaml"))
+    state = begin(incident, parse_rule_set(VERIFYING, "verify.yaml"))
     apply(state, incident, Accept(unit_id=GRID), T0 + HOUR)
     apply(state, incident, Resolve(unit_id=GRID, resolution="new bulb"), T0 + 2 * HOUR)
     return incident, state
@@ -1933,6 +1925,6 @@ def test_only_the_inspector_verifies_and_only_a_verifying_incident() -> None:
 
 
 def test_verification_levels_must_be_on_the_ladder() -> None:
-    text = VERIFIED.replace("within: 4h}", "within: 4h, levels: [district]}")
+    text = VERIFYING.replace("within: 4h}", "within: 4h, levels: [district]}")
     with pytest.raises(RulesFileError, match=r"verification levels \['district'\] are not on its ladder"):
         parse_rule_set(text, "verify.yaml")
