@@ -127,6 +127,13 @@ class LifecycleMetrics:
             [*_BASE, "level", "outcome", "escalated"],
             registry=registry,
         )
+        self.closures_due = Counter(
+            "gridflow_closures_due_total",
+            "Resolved closures of incidents never deferred (paused), by whether the last resolution was "
+            "within its limit: the on-time closure rate's closures due.",
+            [*_BASE, "level", "on_time"],
+            registry=registry,
+        )
         self.time_to_accept = Histogram(
             "gridflow_time_to_accept_seconds",
             "Time from dispatch to acceptance at a level.",
@@ -178,6 +185,8 @@ class LifecycleMetrics:
             self.dispatched.labels(**base, level=level)
             self.transferred.labels(**base, level=level)
             self.extension_requests.labels(**base, level=level)
+            for flag in ("true", "false"):
+                self.closures_due.labels(**base, level=level, on_time=flag)
             for result in ("verified", "rejected"):
                 self.verifications.labels(**base, level=level, result=result)
             for decision in EXTENSION_DECISIONS:
@@ -257,6 +266,8 @@ class LifecycleMetrics:
             outcome = step.outcome or Outcome.WITHDRAWN
             escalated = _yes(bool(step.escalations))
             self.closed.labels(**base, level=level, outcome=outcome.value, escalated=escalated).inc()
+            if outcome.is_resolved and step.deferred is False:
+                self.closures_due.labels(**base, level=level, on_time=_yes(step.within_limit)).inc()
 
 
 def _yes(flag: bool | None) -> str:

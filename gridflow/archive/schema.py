@@ -130,6 +130,7 @@ incident_steps = Table(
     Column("from_unit", String(TEXT_LENGTH)),  # transferred: the unit that held it before (0004)
     Column("actor", String(TEXT_LENGTH)),  # extension decided: the approver (0004)
     Column("extension", String(16)),  # extension steps: the extra time asked for, `8h` or `2wd` (0004)
+    Column("deferred", Boolean),  # closed: whether the incident was ever paused (0004)
     UniqueConstraint("incident_id", "seq"),
     # The report reads a period's steps in this order.
     Index(None, "at", "incident_id", "seq"),

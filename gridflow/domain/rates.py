@@ -9,6 +9,8 @@ The definitions are those of the Prometheus recording rules (deploy/prometheus/r
 - containment per level: resolved closures at or below that level / resolved closures;
 - on-time rate: resolutions within the resolve limit / all resolutions;
 - escalation rate: closures escalated at least once / all closures;
+- on-time closure: resolved closures of incidents never deferred whose last resolution was within its
+  limit / resolved closures of incidents never deferred (GB/T 30428's closures due, deferrals excluded);
 - rework rate: verifications that sent the fix back / verifications (verified + rejected);
 - extension rate: extensions granted / resolutions (lower is better: resolved in the time first given);
 - dispatch accuracy: dispatches not corrected by a transfer / dispatches (each transfer is a dispatch
@@ -55,6 +57,8 @@ class RateReport:
     dispatches: int = 0
     transfers: int = 0
     extension_requests: int = 0
+    closures_due: int = 0  # resolved closures of incidents never deferred (paused)
+    closures_on_time: int = 0
     verifications: int = 0  # verified or rejected
     rejections: int = 0
     extensions_granted: int = 0
@@ -99,6 +103,11 @@ class RateReport:
     def on_time_rate(self) -> float | None:
         """Resolutions within the resolve limit."""
         return _ratio(self.resolutions_in_time, self.resolutions)
+
+    @property
+    def on_time_closure_rate(self) -> float | None:
+        """Closures due (resolved, never deferred) whose last resolution was within its limit."""
+        return _ratio(self.closures_on_time, self.closures_due)
 
     @property
     def rework_rate(self) -> float | None:
@@ -199,6 +208,9 @@ class RateReport:
             outcome: Outcome = step.outcome
             self.closures_by_outcome[outcome.value] = self.closures_by_outcome.get(outcome.value, 0) + 1
             self.escalated_closures += bool(step.escalations)
+            if outcome.is_resolved and step.deferred is False:
+                self.closures_due += 1
+                self.closures_on_time += bool(step.within_limit)
             if outcome.is_resolved:
                 self.resolved_closures += 1
                 level = step.level or ""
@@ -231,6 +243,7 @@ class RateReport:
                 "dispatch_accuracy": self.dispatch_accuracy_rate,
                 "extension": self.extension_rate,
                 "rework": self.rework_rate,
+                "on_time_closure": self.on_time_closure_rate,
                 "containment": self.containment(levels),
             },
             "time_to_resolve_seconds": {

@@ -46,6 +46,7 @@ def every_field_step() -> Step:
         outcome=Outcome.RESOLVED,
         elapsed=timedelta(minutes=5),
         escalations=1,
+        deferred=False,
         event_at=AT - timedelta(seconds=3),
     )
 

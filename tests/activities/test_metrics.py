@@ -12,7 +12,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.metrics import LifecycleMetrics
 from gridflow.app.compose import build_worker
-from gridflow.domain.incident import Priority, Rating, Status
+from gridflow.domain.incident import Outcome, Priority, Rating, Status
 from gridflow.domain.lifecycle import Accept, Feedback, Resolve, Step, StepBatch, StepKind
 from gridflow.domain.rules.loader import RulesSource
 from tests.activities.sinks import MemorySink
@@ -155,3 +155,32 @@ def test_return_visits_are_counted_by_the_residents_answer_and_unasked_ones_not_
         if sample.name == "gridflow_return_visits_total"
     }
     assert len(samples) == 4  # two levels, two answers
+
+
+def test_closures_due_leave_out_deferred_and_unresolved_incidents() -> None:
+    metrics = LifecycleMetrics(registry=CollectorRegistry())
+    at = datetime(2026, 11, 23, tzinfo=UTC)
+
+    def closed(seq: int, outcome: Outcome, on_time: bool | None, deferred: bool) -> Step:
+        return Step(
+            seq=seq,
+            kind=StepKind.CLOSED,
+            at=at,
+            status=Status.CLOSED,
+            level="grid",
+            outcome=outcome,
+            within_limit=on_time,
+            deferred=deferred,
+            escalations=0,
+        )
+
+    steps = [
+        closed(5, Outcome.RESOLVED, True, False),  # due, on time
+        closed(6, Outcome.RESOLVED_UNRATED, False, False),  # due, late
+        closed(7, Outcome.RESOLVED, True, True),  # deferred: not due
+        closed(8, Outcome.WITHDRAWN, None, False),  # not resolved: not due
+    ]
+    metrics.observe(drain_batch(steps, levels=["grid"]))
+
+    assert value(metrics, "gridflow_closures_due_total", on_time="true") == 1
+    assert value(metrics, "gridflow_closures_due_total", on_time="false") == 1

@@ -149,6 +149,7 @@ def test_data_is_the_step_with_its_incident_context() -> None:
         "outcome": None,
         "elapsed": None,
         "escalations": None,
+        "deferred": None,
         "event_at": None,
         "incident_id": "inc-7",
         "category": "street_lamp",

@@ -47,6 +47,7 @@ DEFINITIONS: Final = {
     "dispatch_accuracy": "dispatches not corrected by a transfer to another unit / dispatches",
     "extension": "extensions granted / resolutions (lower is better)",
     "rework": "verifications that sent the fix back / verifications (lower is better)",
+    "on_time_closure": "resolved closures never deferred, last resolution in time / those closures",
     "grid_containment": "resolved closures whose highest level was grid / resolved closures",
     "street_containment": "resolved closures whose highest level was grid or street / resolved closures",
     "district_containment": "resolved closures whose highest level was at most district / resolved closures",

@@ -61,6 +61,7 @@ RATE_TITLES = {
     "dispatch_accuracy": "dispatch accuracy",
     "extension": "extension",
     "rework": "rework",
+    "on_time_closure": "on-time closure",
     "grid_containment": "contained at grid",
     "street_containment": "contained at street",
     "district_containment": "contained at district",

@@ -52,7 +52,7 @@ class Step(BaseModel):
     clock: ClockKind | None = None
     fraction: float | None = None
     deadline: datetime | None = None
-    within_limit: bool | None = None
+    within_limit: bool | None = None  # accepted, resolved: in time; closed: its last resolution in time
     from_level: str | None = None
     to_level: str | None = None
     from_unit: str | None = None  # transferred: the unit that held the incident before
@@ -63,4 +63,5 @@ class Step(BaseModel):
     outcome: Outcome | None = None
     elapsed: timedelta | None = None  # accepted: since dispatch at this level; resolved: since reported
     escalations: int | None = None  # closed: how many times the incident went up a level
+    deferred: bool | None = None  # closed: whether the incident was ever paused (deferred)
     event_at: datetime | None = None  # when the upstream app says it happened, if it said

@@ -553,6 +553,11 @@ def _close(
     state.closed_at = now
     state.accept_clock = state.resolve_clock = None
     state.feedback_deadline = state.next_reminder_at = None
+    # For the on-time closure rate: whether the last resolution was within its limit, and whether the
+    # case was ever deferred (paused), which takes it out of the closures due.
+    resolved = next((s for s in reversed(state.timeline) if s.kind is StepKind.RESOLVED), None)
+    on_time = resolved.within_limit if resolved is not None and outcome.is_resolved else None
+    deferred = any(s.kind is StepKind.PAUSED for s in state.timeline)
     _record(
         state,
         now,
@@ -560,5 +565,7 @@ def _close(
         outcome=outcome,
         reason=reason,
         escalations=state.escalations,
+        within_limit=on_time,
+        deferred=deferred,
         event_at=event_at,
     )

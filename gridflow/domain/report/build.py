@@ -57,6 +57,8 @@ COUNT_FIELDS: Final = {
     "transfers": "transfers",
     "extension_requests": "extension_requests",
     "extensions_granted": "extensions_granted",
+    "closures_due": "closures_due",
+    "closures_on_time": "closures_on_time",
     "verifications": "verifications",
     "rejections": "rejections",
     "accepted_in_time": "accepted_in_time",

@@ -36,6 +36,7 @@ RATES: Final[dict[str, Callable[[RateReport], float | None]]] = {
     "dispatch_accuracy": lambda r: r.dispatch_accuracy_rate,
     "extension": lambda r: r.extension_rate,
     "rework": lambda r: r.rework_rate,
+    "on_time_closure": lambda r: r.on_time_closure_rate,
     **{f"{level}_containment": _containment(level) for level in CONTAINMENT_LEVELS},
 }
 

@@ -225,6 +225,7 @@ RATES: list[tuple[str, Callable[[RateReport], float | None]]] = [
     ("dispatch_accuracy", lambda r: r.dispatch_accuracy_rate),
     ("extension", lambda r: r.extension_rate),
     ("rework", lambda r: r.rework_rate),
+    ("on_time_closure", lambda r: r.on_time_closure_rate),
 ]
 
 

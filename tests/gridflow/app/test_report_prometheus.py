@@ -55,6 +55,10 @@ RULES = {
     ),
     "extension": ("gridflow:extension_rate:ratio_rate1d", "gridflow_extension:ratio_rate1d"),
     "rework": ("gridflow:rework_rate:ratio_rate1d", "gridflow_rework:ratio_rate1d"),
+    "on_time_closure": (
+        "gridflow:on_time_closure_rate:ratio_rate1d",
+        "gridflow_on_time_closure:ratio_rate1d",
+    ),
     **{
         f"{level}_containment": (
             f"gridflow:{level}_containment_rate:ratio_rate1d",
@@ -181,9 +185,9 @@ def test_the_recording_rules_give_the_reports_rates_for_the_same_incidents_and_p
     # November is the rules' 1-day window at its end.
     assert interval == timedelta(minutes=8) and prometheus_minutes(NOVEMBER.end) == 24 * 60
     tests = [*expectations(by_district, "district"), *expectations(by_category, "category")]
-    # 11 rates overall, per district (d-jingan has no satisfaction and no resident-stated resolution: no
-    # return visit) and per category.
-    assert sum(len(test["exp_samples"]) for test in tests) == 11 + (11 + 9) + (11 + 11)
+    # 12 rates with a value overall (no rework: nothing verified), per district (d-jingan has no
+    # satisfaction and no resident-stated resolution: no return visit) and per category.
+    assert sum(len(test["exp_samples"]) for test in tests) == 12 + (12 + 10) + (12 + 12)
     # The shipped rules' daily group alone: the others (5m, 1h windows) would only slow promtool down.
     shipped = yaml.safe_load(RECORDING_RULES.read_text())
     rules_file = tmp_path / "daily_rules.yml"

@@ -34,6 +34,7 @@ README_TABLES = {
         "event_id", "incident_id", "seq", "kind", "at", "level", "unit_id", "status", "reason", "clock",
         "fraction", "deadline", "within_limit", "from_level", "to_level", "rating", "outcome",
         "elapsed_seconds", "escalations", "event_at", "has_note", "solved", "from_unit", "actor", "extension",
+        "deferred",
     ],
     "incidents": [
         "incident_id", "category", "priority", "district_id", "street_id", "rule_name", "rules_version",

@@ -272,6 +272,8 @@ def test_huangpu_in_november_counts_and_rates_as_worked_out_by_hand(by_district:
         "transfers": 0,
         "extension_requests": 0,
         "extensions_granted": 0,
+        "closures_due": 3,  # O1, H1, H2: resolved, never paused, each last resolution in time
+        "closures_on_time": 3,
         "verifications": 0,
         "rejections": 0,
         "accepted_in_time": 3,  # H1 grid; H2 street twice
@@ -301,6 +303,7 @@ def test_huangpu_in_november_counts_and_rates_as_worked_out_by_hand(by_district:
             "dispatch_accuracy": 4 / 4,
             "extension": 0 / 3,
             "rework": None,
+            "on_time_closure": 3 / 3,
             "grid_containment": 2 / 3,  # O1, H1 at grid; H2 at street
             "street_containment": 3 / 3,
             "district_containment": 3 / 3,
@@ -332,6 +335,7 @@ def test_jingan_in_november_has_no_rating_so_its_score_weighs_response_and_resol
             "dispatch_accuracy": 4 / 4,
             "extension": 0 / 2,
             "rework": None,
+            "on_time_closure": 1 / 1,  # J1, resolved at the street in time; J2 withdrawn
             "grid_containment": 0 / 1,  # J1 was resolved at street; J2 withdrawn is no resolution
             "street_containment": 1 / 1,
             "district_containment": 1 / 1,
@@ -359,6 +363,7 @@ def test_all_of_november_together(by_district: PeriodReport) -> None:
             "dispatch_accuracy": 8 / 8,
             "extension": 0 / 5,
             "rework": None,
+            "on_time_closure": 4 / 4,
             "grid_containment": 2 / 4,
             "street_containment": 4 / 4,
             "district_containment": 4 / 4,

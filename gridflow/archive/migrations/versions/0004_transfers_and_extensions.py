@@ -1,5 +1,6 @@
 """Transfers and extensions: incident_steps.from_unit (the unit that held the incident before a
-transfer), actor (the approver who decided an extension) and extension (the extra time asked for).
+transfer), actor (the approver who decided an extension), extension (the extra time asked for) and
+deferred (on a closure: whether the incident was ever paused, for the on-time closure rate).
 
 Null on the steps they do not concern, and for everything archived before this revision.
 
@@ -26,10 +27,11 @@ def upgrade() -> None:
     op.add_column("incident_steps", sa.Column("from_unit", sa.String(500)))
     op.add_column("incident_steps", sa.Column("actor", sa.String(500)))
     op.add_column("incident_steps", sa.Column("extension", sa.String(16)))
+    op.add_column("incident_steps", sa.Column("deferred", sa.Boolean()))
 
 
 def downgrade() -> None:
     """Drop them (SQLite rebuilds the table to drop a column)."""
     with op.batch_alter_table("incident_steps") as batch:
-        for column in ("extension", "actor", "from_unit"):
+        for column in ("deferred", "extension", "actor", "from_unit"):
             batch.drop_column(column)

@@ -249,6 +249,8 @@ def test_an_incident_accepted_and_resolved_at_the_grid_closes_resolved_when_the_
             status=Status.CLOSED,
             outcome=Outcome.RESOLVED,
             escalations=0,
+            within_limit=True,
+            deferred=False,
         ),
     ]
     assert kinds(state.timeline) == [
@@ -902,6 +904,8 @@ def test_basically_satisfied_closes_the_incident_resolved() -> None:
         status=Status.CLOSED,
         outcome=Outcome.RESOLVED,
         escalations=0,
+        within_limit=True,
+        deferred=False,
     )
     assert (state.outcome, state.rating, state.flagged) == (
         Outcome.RESOLVED,
@@ -1021,6 +1025,8 @@ def test_reaching_max_reopens_closes_the_incident_unsatisfied_and_flagged() -> N
             reason="max_reopens_reached",
             outcome=Outcome.RESOLVED_UNSATISFIED,
             escalations=0,
+            within_limit=True,
+            deferred=False,
         ),
     ]
     assert len(state.timeline) == 16  # reported, dispatched, two rounds of five, the last four
@@ -1147,6 +1153,8 @@ def test_an_incident_with_no_feedback_closes_unrated_when_the_window_ends() -> N
             reason="no_feedback",
             outcome=Outcome.RESOLVED_UNRATED,
             escalations=0,
+            within_limit=True,
+            deferred=False,
         )
     ]
     assert (state.outcome, state.rating, state.closed_at) == (Outcome.RESOLVED_UNRATED, None, T0 + 74 * HOUR)
@@ -1222,6 +1230,7 @@ def test_an_incident_withdrawn_from_any_open_state_closes_as_withdrawn(
             reason="fixed by a neighbour",
             outcome=Outcome.WITHDRAWN,
             escalations=escalations,
+            deferred=status is Status.PAUSED,
         )
     ]
     assert (state.status, state.outcome, state.closed_at, state.level) == (
