@@ -95,6 +95,7 @@ class EscalationReason(StrEnum):
     NOT_RESPONSIBLE = "not_responsible"
     UNSATISFIED = "unsatisfied"
     NOT_SOLVED = "not_solved"  # the resident says the problem is not solved (rule: on_unsatisfied)
+    VERIFY_TIMEOUT = "verify_timeout"  # the inspector did not check in time (verification: escalate)
 
 
 class Location(BaseModel):

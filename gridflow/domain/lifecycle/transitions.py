@@ -34,7 +34,7 @@ from gridflow.domain.lifecycle.state import IncidentState, PendingExtension
 from gridflow.domain.lifecycle.timeline import Step, StepKind
 from gridflow.domain.rules.calendar import SlaClock
 from gridflow.domain.rules.durations import WorkingDays, format_limit
-from gridflow.domain.rules.model import OnUnsatisfied, Rule, RuleSnapshot, TransferClocks
+from gridflow.domain.rules.model import OnUnsatisfied, Rule, RuleSnapshot, TransferClocks, VerifyTimeout
 
 
 class Refused(Exception):
@@ -188,7 +188,8 @@ def _dispatch(
     state.accept_clock = Clock.start(
         ClockKind.ACCEPT, now, counted, rule.warn_at_for(level), _sla(state), consumed=consumed
     )
-    state.resolve_clock = None
+    state.resolve_clock = state.verify_clock = None
+    state.inspector = None
     state.feedback_deadline = None
     _record(state, now, StepKind.DISPATCHED, deadline=state.accept_clock.deadline)
     if not arriving:
@@ -345,17 +346,18 @@ def _fire_one(state: IncidentState, incident: Incident, now: datetime) -> None:
         assert clock is not None
         clock.breached = True
         _record(state, now, StepKind.SLA_BREACHED, clock=clock.kind, deadline=clock.deadline)
-        if clock.kind is ClockKind.VERIFY:
+        check = rule.verification
+        if clock.kind is ClockKind.VERIFY and check and check.on_timeout is VerifyTimeout.REMIND:
             # A late check does not move the case: it is marked overdue and reminded until done.
             state.overdue = True
             state.next_reminder_at = now + rule.overdue_reminder_for(state.level or "")
-            _record(state, now, StepKind.OVERDUE, reason="verify_timeout")
+            _record(state, now, StepKind.OVERDUE, reason=EscalationReason.VERIFY_TIMEOUT.value)
             return
-        reason = (
-            EscalationReason.ACCEPT_TIMEOUT
-            if clock.kind is ClockKind.ACCEPT
-            else EscalationReason.RESOLVE_TIMEOUT
-        )
+        reason = {
+            ClockKind.ACCEPT: EscalationReason.ACCEPT_TIMEOUT,
+            ClockKind.RESOLVE: EscalationReason.RESOLVE_TIMEOUT,
+            ClockKind.VERIFY: EscalationReason.VERIFY_TIMEOUT,
+        }[clock.kind]
         _escalate(state, incident, reason, now)
     elif what == 2:
         _end_pause(state, now, until=at)

@@ -29,6 +29,7 @@ from gridflow.domain.rules.model import (
     TransferClocks,
     TransferPolicy,
     VerificationPolicy,
+    VerifyTimeout,
 )
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "TransferClocks",
     "TransferPolicy",
     "VerificationPolicy",
+    "VerifyTimeout",
     "WorkingDays",
     "builtin_rule_set",
     "clock_for",

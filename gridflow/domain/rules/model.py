@@ -172,6 +172,13 @@ class ExtensionPolicy(BaseModel):
         return value if value == APPROVER_ABOVE else _checked_template(value)
 
 
+class VerifyTimeout(StrEnum):
+    """What a verification that runs out does."""
+
+    REMIND = "remind"  # overdue, reminded every overdue_reminder until the inspector acts
+    ESCALATE = "escalate"  # the case goes up a level, like any clock that runs out
+
+
 class VerificationPolicy(BaseModel):
     """Verification before closure: an inspector checks a reported fix before the resident is asked."""
 
@@ -180,6 +187,7 @@ class VerificationPolicy(BaseModel):
     inspector: UnitTemplate  # e.g. `inspector-{grid_id}`
     within: Limit = timedelta(hours=24)  # the inspector's clock
     levels: list[Name] | None = Field(default=None, min_length=1)  # None: every level of the ladder
+    on_timeout: VerifyTimeout = VerifyTimeout.REMIND
 
     @field_validator("inspector")
     @classmethod

@@ -1924,6 +1924,29 @@ def test_a_late_verification_is_overdue_and_reminded_not_escalated() -> None:
     assert (state.overdue, state.next_reminder_at) == (False, None)
 
 
+def test_with_on_timeout_escalate_a_late_verification_sends_the_case_up_a_level() -> None:
+    incident = normal()
+    rules = parse_rule_set(VERIFYING.replace("within: 4h}", "within: 4h, on_timeout: escalate}"), "v.yaml")
+    state = begin(incident, rules)
+    apply(state, incident, Accept(unit_id=GRID), T0 + HOUR)
+    apply(state, incident, Resolve(unit_id=GRID, resolution="new bulb"), T0 + 2 * HOUR)
+
+    fired = run_until(state, incident, T0 + 6 * HOUR)
+
+    assert [(s.kind, s.reason) for s in fired] == [
+        (StepKind.SLA_WARNING, None),
+        (StepKind.SLA_BREACHED, None),
+        (StepKind.ESCALATED, "verify_timeout"),
+        (StepKind.DISPATCHED, None),
+    ]
+    assert (state.level, state.status, state.inspector, state.verify_clock) == (
+        "street",
+        Status.DISPATCHED,
+        None,
+        None,
+    )
+
+
 def test_only_the_inspector_verifies_and_only_a_verifying_incident() -> None:
     incident, state = verifying()
     with pytest.raises(Refused, match=rf"unit {GRID} does not verify .* \({INSPECTOR} does\)"):
