@@ -27,7 +27,7 @@ def _rule_text(rule: Rule) -> list[str]:
         )
         if values
     ]
-    feedback = rule.feedback
+    feedback, extension = rule.feedback, rule.extension
     lines = [
         f"rule {rule.name}",
         f"  match     {'; '.join(conditions) if conditions else 'every incident (default)'}",
@@ -42,7 +42,17 @@ def _rule_text(rule: Rule) -> list[str]:
         f"  overdue   reminded every {format_duration(rule.overdue_reminder)} at the top level",
         f"  feedback  within {format_duration(feedback.window)}; unsatisfied: {feedback.on_unsatisfied.value}"
         f", at most {feedback.max_reopens} reopens",
+        f"  transfer  accept clock {rule.transfer.clocks.value}s, "
+        f"at most {rule.transfer.max_per_level} per level",
+        f"  extension approved by {extension.approver} within {format_duration(extension.decide_within)}"
+        f", at most {extension.max_count} of up to {format_limit(extension.max_extra)}",
     ]
+    if (check := rule.verification) is not None:
+        levels = ", ".join(check.levels) if check.levels else "every level"
+        lines.append(
+            f"  verify    by {check.inspector} within {format_limit(check.within)} ({levels}); "
+            f"late: {check.on_timeout.value}"
+        )
     return lines
 
 
