@@ -43,8 +43,10 @@ JSON_SCHEMA_DIALECT: Final = "https://json-schema.org/draft/2020-12/schema"
 ASYNCAPI_VERSION: Final = "3.0.0"
 KAFKA_BINDING_VERSION: Final = "0.5.0"
 #: The version of the event contract the documents describe (1.1: lifecycle steps carry `has_note`, and
-#: their `note` is null unless the operator publishes notes).
-CONTRACT_VERSION: Final = "1.1.0"
+#: their `note` is null unless the operator publishes notes; 1.2: the supervision cycle's types, transfer,
+#: extension and verification, and feedback's optional `solved`; steps carry from_unit, actor,
+#: extension, solved and deferred).
+CONTRACT_VERSION: Final = "1.2.0"
 
 ENVELOPE_SCHEMA_FILE: Final = "cloudevent-envelope.schema.json"
 STEP_SCHEMA_FILE: Final = "lifecycle-step.v1.schema.json"
