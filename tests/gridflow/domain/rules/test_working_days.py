@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -269,3 +270,13 @@ def test_json_of_a_snapshot_writes_limits_as_rule_authors_do() -> None:
 def test_a_level_limit_may_not_be_a_number() -> None:
     with pytest.raises(ValidationError, match="is not a limit"):
         _Level.model_validate({"limit": 7})
+
+
+def test_the_readmes_rules_example_is_a_valid_rules_file_with_working_days() -> None:
+    readme = (Path(__file__).resolve().parents[4] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Escalation rules") :]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    rules = parse_rule_set(example, "README.md")
+    hotline = next(rule for rule in rules.rules if rule.name == "hotline-general")
+    assert hotline.limits("grid").resolve == WorkingDays(7)
+    assert rules.calendars["cn-12345"].public_holidays is not None
