@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 
 from temporalio.common import SearchAttributeKey
 
+from gridflow.domain.incident import CLOCK_STATUSES
+
 CATEGORY = SearchAttributeKey.for_keyword("GridflowCategory")
 PRIORITY = SearchAttributeKey.for_keyword("GridflowPriority")
 LEVEL = SearchAttributeKey.for_keyword("GridflowLevel")
@@ -31,7 +33,7 @@ def due_between(start: datetime | None, end: datetime) -> str:
     (from any time up to `end` when `start` is None: overdue ones too)."""
     clauses = [
         "ExecutionStatus = 'Running'",
-        f"{STATUS.name} IN ('dispatched', 'accepted', 'verifying')",
+        f"{STATUS.name} IN ({', '.join(repr(status.value) for status in CLOCK_STATUSES)})",
         f"{NEXT_DEADLINE.name} <= {query_instant(end)}",
     ]
     if start is not None:

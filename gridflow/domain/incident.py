@@ -71,6 +71,10 @@ class Status(StrEnum):
     CLOSED = "closed"
 
 
+#: The statuses in which an SLA clock runs (accept, resolve, verify): those an incident can be due in.
+CLOCK_STATUSES: tuple[Status, ...] = (Status.DISPATCHED, Status.ACCEPTED, Status.VERIFYING)
+
+
 class Outcome(StrEnum):
     """How a closed incident ended."""
 

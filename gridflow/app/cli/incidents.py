@@ -11,8 +11,8 @@ import json
 import os
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from temporalio.client import Client, WorkflowExecution
 
@@ -32,7 +32,7 @@ from gridflow.app.cli.shared import (
 )
 from gridflow.app.open_incidents import count_incidents
 from gridflow.app.settings import Settings
-from gridflow.domain.incident import Rating, Status
+from gridflow.domain.incident import CLOCK_STATUSES, Rating, Status
 from gridflow.domain.lifecycle import (
     Accept,
     EscalationRequestReason,
@@ -53,7 +53,7 @@ from gridflow.domain.lifecycle import (
     Verify,
     Withdraw,
 )
-from gridflow.domain.rules import WorkingDays, format_duration, parse_duration, parse_limit
+from gridflow.domain.rules import format_duration, parse_duration, parse_limit
 from gridflow.domain.step_text import step_details, when
 from workflows import search_attributes as sa
 from workflows.client import incident_state, report_incident, send_command
@@ -221,7 +221,7 @@ def _execution_fields(execution: WorkflowExecution) -> dict[str, str | None]:
 def _running_deadline(execution: WorkflowExecution) -> datetime | None:
     """The deadline of the running SLA clock; None when none runs (the attribute keeps its last value)."""
     attrs = execution.typed_search_attributes
-    running = attrs.get(sa.STATUS) in (Status.DISPATCHED.value, Status.ACCEPTED.value, Status.VERIFYING.value)
+    running = attrs.get(sa.STATUS) in {status.value for status in CLOCK_STATUSES}
     return (
         attrs.get(sa.NEXT_DEADLINE)
         if running and execution.status is not None and execution.status.name == "RUNNING"
@@ -395,27 +395,28 @@ async def list_incidents(args: argparse.Namespace, settings: Settings) -> int:
 
 
 #: How each lifecycle subcommand's arguments become the workflow command.
-def _duration(text: str) -> timedelta:
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
+T = TypeVar("T")
 
 
-def _limit(text: str) -> timedelta | WorkingDays:
-    try:
-        return parse_limit(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
+def _argument(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse `type` that reports the parser's own words: argparse would say only "invalid value"."""
+
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
+
+    return convert
 
 
 def _instant(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 instant") from exc
+        raise ValueError(f"{text!r} is not an ISO 8601 instant") from exc
     if moment.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} has no time zone (write e.g. 2026-12-04T18:00:00Z)")
+        raise ValueError(f"{text!r} has no time zone (write e.g. 2026-12-04T18:00:00Z)")
     return moment
 
 
@@ -528,13 +529,13 @@ def add_incident(commands: Any) -> None:
     due = listing.add_mutually_exclusive_group()
     due.add_argument(
         "--due-within",
-        type=_duration,
+        type=_argument(parse_duration),
         metavar="DURATION",
         help="only incidents whose running clock runs out within this (e.g. 2h), overdue ones included",
     )
     due.add_argument(
         "--due-before",
-        type=_instant,
+        type=_argument(_instant),
         metavar="INSTANT",
         help="only incidents whose running clock runs out by this instant (ISO 8601 with a zone)",
     )
@@ -606,7 +607,10 @@ def _add_lifecycle_commands(incident: Any) -> None:
         "decide (undecided: refused), how many extensions an incident may have and how long each.",
     )
     extend.add_argument(
-        "--extra", required=True, type=_limit, help="how much more: a duration (8h, 2d) or working days (2wd)"
+        "--extra",
+        required=True,
+        type=_argument(parse_limit),
+        help="how much more: a duration (8h, 2d) or working days (2wd)",
     )
     extend.add_argument("--reason", required=True, help="why it takes longer")
     lifecycle(

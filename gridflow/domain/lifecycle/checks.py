@@ -96,8 +96,6 @@ def _escalation_problem(state: IncidentState, command: RequestEscalation) -> str
 
 
 def _transfer_problem(state: IncidentState, command: Transfer) -> str | None:
-    if problem := _closed_problem(state):
-        return problem
     by = command.unit_id if command.unit_id is not None else state.holder_unit or ""
     if problem := _holder_problem(state, by, "transfer", (Status.DISPATCHED, Status.ACCEPTED)):
         return problem
