@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import shutil
@@ -95,3 +96,35 @@ def running_prometheus(config: dict[str, Any]) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(10)
+
+
+#: The shipped recording rules.
+RECORDING_RULES = Path(__file__).resolve().parents[1] / "deploy" / "prometheus" / "recording_rules.yml"
+
+
+def scraping_gridflow(metrics_port: int) -> dict[str, Any]:
+    """A configuration that scrapes a gridflow metrics port every second and evaluates the shipped
+    recording rules every second."""
+    return {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(RECORDING_RULES)],
+        "scrape_configs": [
+            {"job_name": "gridflow-worker", "static_configs": [{"targets": [f"127.0.0.1:{metrics_port}"]}]}
+        ],
+    }
+
+
+async def until_seen(url: str, expr: str, value: float | None = None) -> None:
+    """Wait (20 s at most) until `expr` has a result, equal to `value` when one is given."""
+    for _ in range(100):
+        seen = query(url, expr)
+        if seen and (value is None or float(seen[0]["value"][1]) == value):
+            return
+        await asyncio.sleep(0.2)
+
+
+def district_rate(url: str, name: str, district: str) -> float:
+    """A district's 5-minute ratio from the recording rules (`district:gridflow_<name>:ratio_rate5m`)."""
+    result = query(url, f'district:gridflow_{name}:ratio_rate5m{{district="{district}"}}')
+    assert len(result) == 1, f"{name}: {result}"
+    return float(result[0]["value"][1])

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -38,9 +37,7 @@ from gridflow.domain.incident import Outcome, Status
 from gridflow.domain.rules import RulesSource, parse_rule_set
 from tests.conftest import free_port
 from tests.events.conftest import Pipeline, open_pipeline
-from tests.prometheus import query, running_prometheus
-
-RECORDING_RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "recording_rules.yml"
+from tests.prometheus import district_rate, running_prometheus, scraping_gridflow, until_seen
 
 SCENARIO_RULES = """
 version: scenario-1
@@ -79,14 +76,7 @@ async def test_each_rate_prometheus_reports_equals_the_hand_computed_value(
     district = f"d-scenario-{uuid.uuid4().hex[:6]}"
     metrics_port = free_port()
     endpoint = serve_metrics(Settings(metrics_port=metrics_port), registry)
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(RECORDING_RULES)],
-        "scrape_configs": [
-            {"job_name": "gridflow-worker", "static_configs": [{"targets": [f"127.0.0.1:{metrics_port}"]}]}
-        ],
-    }
-    with endpoint, running_prometheus(config) as prometheus:
+    with endpoint, running_prometheus(scraping_gridflow(metrics_port)) as prometheus:
         pipeline.start_bridge()
         ids = {
             name: f"inc-{district}-{name}" for name in ("A1", "A2", "A3", "A4", "B", "C", "D", "E", "F", "G")
@@ -108,10 +98,7 @@ async def test_each_rate_prometheus_reports_equals_the_hand_computed_value(
             await pipeline.wait_for(ids[who], lambda s: s.status is Status.DISPATCHED)
         # The worker created the district's series at zero with its first incident; the handlers act
         # once Prometheus has seen them, as in any live system after a district's first incident.
-        for _ in range(100):
-            if query(prometheus, f'gridflow_incidents_accepted_total{{district="{district}"}}'):
-                break
-            await asyncio.sleep(0.2)
+        await until_seen(prometheus, f'gridflow_incidents_accepted_total{{district="{district}"}}')
         await asyncio.sleep(1.5)
 
         for who in ("A1", "A2", "A3", "A4", "B", "C", "F", "G"):
@@ -147,18 +134,11 @@ async def test_each_rate_prometheus_reports_equals_the_hand_computed_value(
         assert pipeline.dead_letters() == []
 
         # Wait until Prometheus has scraped the last step and evaluated the rules on it.
-        closed = f'sum(gridflow_incidents_closed_total{{district="{district}"}})'
-        for _ in range(100):
-            seen = query(prometheus, closed)
-            if seen and float(seen[0]["value"][1]) == 10:
-                break
-            await asyncio.sleep(0.2)
+        await until_seen(prometheus, f'sum(gridflow_incidents_closed_total{{district="{district}"}})', 10)
         await asyncio.sleep(3)
 
         def rate(name: str) -> float:
-            result = query(prometheus, f'district:gridflow_{name}:ratio_rate5m{{district="{district}"}}')
-            assert len(result) == 1, f"{name}: {result}"
-            return float(result[0]["value"][1])
+            return district_rate(prometheus, name, district)
 
         assert rate("response") == pytest.approx(11 / 12, rel=1e-9)
         assert rate("satisfaction") == pytest.approx(7 / 10, rel=1e-9)

@@ -37,7 +37,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -64,23 +63,15 @@ from gridflow.domain.lifecycle import (
 )
 from gridflow.domain.rules import parse_rule_set
 from tests.conftest import free_port, make_incident
-from tests.prometheus import query, running_prometheus
+from tests.prometheus import district_rate, running_prometheus, scraping_gridflow, until_seen
+from tests.rule_texts import CN_OFFICE_CALENDARS
 
-RECORDING_RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "recording_rules.yml"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
-CYCLE_RULES = """
-version: cycle-1
-calendars:
-  cn-office:
-    timezone: Asia/Shanghai
-    working_hours:
-      mon: ["09:00-12:00", "13:30-18:00"]
-      tue: ["09:00-12:00", "13:30-18:00"]
-      wed: ["09:00-12:00", "13:30-18:00"]
-      thu: ["09:00-12:00", "13:30-18:00"]
-      fri: ["09:00-12:00", "13:30-18:00"]
-    public_holidays: {country: CN}
+CYCLE_RULES = (
+    "version: cycle-1\n"
+    + CN_OFFICE_CALENDARS
+    + """
 rules:
   - name: cycle
     calendar: cn-office
@@ -92,6 +83,7 @@ rules:
     verification: {inspector: "inspector-{grid_id}", within: 4h}
     feedback: {window: 72h, on_unsatisfied: reopen_same_level, max_reopens: 2}
 """
+)
 
 GRID, RIGHT_GRID, STREET = "g-nanjing-07", "g-nanjing-08", "s-nanjing-east"
 INSPECTOR = f"inspector-{GRID}"
@@ -188,34 +180,17 @@ async def test_each_indicator_a_real_prometheus_computes_is_the_hand_computed_on
     metrics = LifecycleMetrics(registry)
     metrics_port = free_port()
     endpoint = serve_metrics(Settings(metrics_port=metrics_port), registry)
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(RECORDING_RULES)],
-        "scrape_configs": [
-            {"job_name": "gridflow-worker", "static_configs": [{"targets": [f"127.0.0.1:{metrics_port}"]}]}
-        ],
-    }
-    with endpoint, running_prometheus(config) as prometheus:
+    with endpoint, running_prometheus(scraping_gridflow(metrics_port)) as prometheus:
         # The report creates the district's series at zero; Prometheus sees them before anything else.
         metrics.observe(StepBatch.publishing(state, state.timeline[:1]))
-        for _ in range(100):
-            if query(prometheus, f'gridflow_incidents_dispatched_total{{district="{district}"}}'):
-                break
-            await asyncio.sleep(0.2)
+        await until_seen(prometheus, f'gridflow_incidents_dispatched_total{{district="{district}"}}')
         await asyncio.sleep(1.5)
         metrics.observe(StepBatch.publishing(state, state.timeline[1:]))
-        closed = f'sum(gridflow_incidents_closed_total{{district="{district}"}})'
-        for _ in range(100):
-            seen = query(prometheus, closed)
-            if seen and float(seen[0]["value"][1]) == 1:
-                break
-            await asyncio.sleep(0.2)
+        await until_seen(prometheus, f'sum(gridflow_incidents_closed_total{{district="{district}"}})', 1)
         await asyncio.sleep(3)
 
         def rate(name: str) -> float:
-            result = query(prometheus, f'district:gridflow_{name}:ratio_rate5m{{district="{district}"}}')
-            assert len(result) == 1, f"{name}: {result}"
-            return float(result[0]["value"][1])
+            return district_rate(prometheus, name, district)
 
         assert rate("dispatch_accuracy") == pytest.approx(2 / 3, rel=1e-9)
         assert rate("extension") == pytest.approx(1 / 3, rel=1e-9)

@@ -131,8 +131,10 @@ async def test_incidents_due_within_the_hour_are_counted_by_district_and_a_quiet
         assert await count_due_soon(client, now, timedelta(hours=3), query=mine) == {district: 2}
         assert await count_due_soon(client, now + timedelta(hours=3), query=mine) == {}
 
-        gauge = OpenIncidentsGauge(CollectorRegistry())
+        registry = CollectorRegistry()
+        gauge, series = OpenIncidentsGauge(registry), {"district": district}
         gauge.set_due_soon(await count_due_soon(client, now, query=mine))
+        assert registry.get_sample_value("gridflow_incidents_due_soon", series) == 1
         gauge.set_due_soon({})  # the next refresh finds nothing due there
-        assert gauge.due_soon.labels(district=district)._value.get() == 0
+        assert registry.get_sample_value("gridflow_incidents_due_soon", series) == 0
         await send_command(client, urgent.incident_id, Withdraw(reason="duplicate"))

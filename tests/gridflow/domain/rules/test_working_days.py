@@ -16,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import yaml
 from pydantic import BaseModel, ValidationError
 
 from gridflow.domain import lifecycle
@@ -33,27 +34,15 @@ from gridflow.domain.rules import (
 )
 from gridflow.domain.rules.explain import explain, lint
 from tests.conftest import make_incident
+from tests.rule_texts import CN_OFFICE_CALENDARS
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-_OFFICE_DAY = ["09:00-12:00", "13:30-18:00"]
-_CN: dict[str, Any] = {
-    "timezone": "Asia/Shanghai",
-    "working_hours": {day: _OFFICE_DAY for day in ("mon", "tue", "wed", "thu", "fri")},
-    "public_holidays": {"country": "CN"},
-}
+_CN: dict[str, Any] = yaml.safe_load(CN_OFFICE_CALENDARS)["calendars"]["cn-office"]
 
-RULES = """
-version: wd-1
-calendars:
-  cn-office:
-    timezone: Asia/Shanghai
-    working_hours:
-      mon: [09:00-12:00, 13:30-18:00]
-      tue: [09:00-12:00, 13:30-18:00]
-      wed: [09:00-12:00, 13:30-18:00]
-      thu: [09:00-12:00, 13:30-18:00]
-      fri: [09:00-12:00, 13:30-18:00]
-    public_holidays: {country: CN}
+RULES = (
+    "version: wd-1\n"
+    + CN_OFFICE_CALENDARS
+    + """
 rules:
   - name: general
     calendar: cn-office
@@ -61,6 +50,7 @@ rules:
       grid:   {accept: 1wd, resolve: 7wd}
       street: {accept: 1wd, resolve: 15wd}
 """
+)
 
 
 def _cn(**fields: Any) -> BusinessCalendar:
