@@ -160,10 +160,10 @@ class IncidentWorkflow:
         self._sync_deadline()
 
     def _sync_deadline(self) -> None:
-        # One upsert when a running clock's deadline changes (dispatch, accept, resume, escalation),
-        # after the steps that changed it; with no clock running the status says so and the value
-        # stays. Histories recorded before it replay without (the patch): incidents running through
-        # a deploy keep working.
+        # One upsert when a running clock's deadline changes (dispatch, accept, resume, an extension,
+        # a resolution to verify, rework, escalation), after the steps that changed it; with no clock
+        # running the status says so and the value stays. Histories recorded before it replay without
+        # (the patch): incidents running through a deploy keep working.
         deadline = self._state.sla_deadline
         if deadline is None or deadline == self._deadline_attribute:
             return

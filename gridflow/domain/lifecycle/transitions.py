@@ -423,17 +423,18 @@ def _resolve(state: IncidentState, incident: Incident, command: Resolve, now: da
         _end_pause(state, now)
     assert state.resolve_clock is not None and state.rule is not None and state.level is not None
     within = not state.resolve_clock.breached
-    state.overdue, state.next_reminder_at = False, None
     inspector = state.rule.inspector_for(state.level, incident)
     if inspector is None:
         state.status = Status.RESOLVED
         state.feedback_deadline = now + _rule(state).feedback.window
         deadline = state.feedback_deadline
     else:
-        # The inspector checks the fix first; the resident is asked once it is verified.
+        # The inspector checks the fix first; the resident is asked once it is verified. The check
+        # has a clock of its own: the holder's overdue reminders end with its resolution.
         check = state.rule.rule.verification
         assert check is not None
         state.status, state.inspector = Status.VERIFYING, inspector
+        state.overdue, state.next_reminder_at = False, None
         state.verify_clock = Clock.start(
             ClockKind.VERIFY,
             now,

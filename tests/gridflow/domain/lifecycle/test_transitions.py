@@ -1960,3 +1960,14 @@ def test_verification_levels_must_be_on_the_ladder() -> None:
     text = VERIFYING.replace("within: 4h}", "within: 4h, levels: [district]}")
     with pytest.raises(RulesFileError, match=r"verification levels \['district'\] are not on its ladder"):
         parse_rule_set(text, "verify.yaml")
+
+
+def test_an_overdue_incident_resolved_without_verification_stays_marked_overdue() -> None:
+    incident = normal()
+    state = begin(incident)
+    apply(state, incident, Accept(unit_id=GRID), T0 + HOUR)
+    state.overdue = True  # as the top of a ladder leaves it
+
+    apply(state, incident, Resolve(unit_id=GRID, resolution="done"), T0 + 2 * HOUR)
+
+    assert (state.status, state.overdue, state.reminding) == (Status.RESOLVED, True, False)
